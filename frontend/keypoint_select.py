@@ -24,14 +24,15 @@ def select_keypoints_numpy(xy, score, width: int, height: int, cell_size: float 
                            min_distance: float = 8.0, max_total: int = 1000) -> np.ndarray:
     """NumPy twin of the native kernel (same algorithm, same result); returns int64 indices."""
     xy, score = _check(xy, score)
-    if width <= 0 or height <= 0 or not cell_size > 0:
-        raise ValueError("width, height and cell_size must be positive")
+    if width <= 0 or height <= 0 or not cell_size >= 1:
+        raise ValueError("width and height must be positive and cell_size >= 1 px")
     order = np.argsort(-score, kind="stable")
     cells_x = int(np.ceil(width / cell_size))
     per_cell = np.zeros(cells_x * int(np.ceil(height / cell_size)), dtype=np.int64)
     suppress = min_distance > 0
     r = float(min_distance) if suppress else 1.0
-    occ_x, occ_y = int(np.ceil(width / r)), int(np.ceil(height / r))
+    g = max(r, 4.0)  # occupancy cell >= r, so conflicts lie in the 3x3 neighbourhood; >= 4 px bounds the grid
+    occ_x, occ_y = int(np.ceil(width / g)), int(np.ceil(height / g))
     occupied: dict[int, list[int]] = {}
     selected: list[int] = []
     for idx in order:
@@ -44,7 +45,7 @@ def select_keypoints_numpy(xy, score, width: int, height: int, cell_size: float 
         if max_per_cell > 0 and per_cell[cell] >= max_per_cell:
             continue
         if suppress:
-            ox, oy = int(x / r), int(y / r)
+            ox, oy = int(x / g), int(y / g)
             near = [j for gy in range(max(oy - 1, 0), min(oy + 1, occ_y - 1) + 1)
                     for gx in range(max(ox - 1, 0), min(ox + 1, occ_x - 1) + 1)
                     for j in occupied.get(gy * occ_x + gx, ())]

@@ -9,8 +9,8 @@ namespace slam {
 
 std::vector<int64_t> select_keypoints(const double* xy, const double* score, int64_t n,
                                       const KeypointSelectParams& p) {
-  if (p.width <= 0 || p.height <= 0 || !(p.cell_size > 0))
-    throw std::invalid_argument("width, height and cell_size must be positive");
+  if (p.width <= 0 || p.height <= 0 || !(p.cell_size >= 1))
+    throw std::invalid_argument("width and height must be positive and cell_size >= 1 px");
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return score[a] > score[b]; });
@@ -19,10 +19,12 @@ std::vector<int64_t> select_keypoints(const double* xy, const double* score, int
   const int cells_y = static_cast<int>(std::ceil(p.height / p.cell_size));
   std::vector<int> per_cell(static_cast<size_t>(cells_x) * cells_y, 0);
 
-  // Occupancy grid with cells of size min_distance: a conflicting point lies in the 3x3 neighbourhood.
+  // Occupancy grid with cells no smaller than min_distance, so a conflicting point lies in the 3x3
+  // neighbourhood; at least 4 px so a tiny radius cannot blow up the grid.
   const bool suppress = p.min_distance > 0;
   const double r = suppress ? p.min_distance : 1.0;
-  const int occ_x = static_cast<int>(std::ceil(p.width / r)), occ_y = static_cast<int>(std::ceil(p.height / r));
+  const double g = std::max(r, 4.0);
+  const int occ_x = static_cast<int>(std::ceil(p.width / g)), occ_y = static_cast<int>(std::ceil(p.height / g));
   std::vector<std::vector<int64_t>> occupied(suppress ? static_cast<size_t>(occ_x) * occ_y : 0);
   const double r2 = r * r;
 
@@ -35,8 +37,8 @@ std::vector<int64_t> select_keypoints(const double* xy, const double* score, int
     if (p.max_per_cell > 0 && per_cell[cell] >= p.max_per_cell) continue;
     int ox = 0, oy = 0;
     if (suppress) {
-      ox = static_cast<int>(x / r);
-      oy = static_cast<int>(y / r);
+      ox = static_cast<int>(x / g);
+      oy = static_cast<int>(y / g);
       bool clash = false;
       for (int gy = std::max(oy - 1, 0); gy <= std::min(oy + 1, occ_y - 1) && !clash; ++gy)
         for (int gx = std::max(ox - 1, 0); gx <= std::min(ox + 1, occ_x - 1) && !clash; ++gx)

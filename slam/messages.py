@@ -44,8 +44,12 @@ class CalibrationError(DataError):
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def as_rigid_transform(value, field: str, path: str | Path | None = None, tol: float = 1e-5) -> np.ndarray:
-    """Return ``value`` as a float64 4x4 rigid transform, or raise CalibrationError naming ``field``."""
+def as_rigid_transform(value, field: str, path: str | Path | None = None, tol: float = 1e-3) -> np.ndarray:
+    """Return ``value`` as a float64 4x4 rigid transform, or raise CalibrationError naming ``field``.
+
+    Files print rotations to a few digits, so a rotation within ``tol`` of orthonormal is accepted and
+    re-orthonormalized (nearest rotation, via SVD); anything further off is an error.
+    """
     try:
         T = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -66,6 +70,10 @@ def as_rigid_transform(value, field: str, path: str | Path | None = None, tol: f
         raise CalibrationError(
             f"rotation part is not a proper rotation (|R R^T - I| = {ortho_err:.2e}, det = "
             f"{np.linalg.det(R):.4f}); the transform must be rigid", path, field=field)
+    U, _, Vt = np.linalg.svd(R)
+    T = T.copy()
+    T[:3, :3] = U @ Vt
+    T[3] = [0.0, 0.0, 0.0, 1.0]
     return T
 
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Debian/Ubuntu libraries that open3d needs: libusb to import, Vulkan + Mesa for offscreen rendering.
+# Skips what is already installed; does nothing on other systems.
+set -euo pipefail
+command -v dpkg-query >/dev/null || exit 0
+packages=(libusb-1.0-0 libvulkan1 mesa-vulkan-drivers)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
