@@ -6,7 +6,6 @@ check its size against the calibration), so it is cheap even for long sequences.
 
 from __future__ import annotations
 
-from collections import defaultdict
 
 import numpy as np
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from slam.messages import DataError
 
+_MAX_SECONDS = Decimal(9_000_000_000)  # int64 nanoseconds end in 2262
+
 
 class StampChecker:
     """Rejects non-increasing stamps within one sensor stream, naming the file and line."""
@@ -53,7 +55,7 @@ def parse_ns(text: str, path, line: int, field: str = "timestamp") -> int:
         raise DataError(f"{field} {text!r} is not an integer nanosecond stamp", path, line) from None
 
 
-def seconds_to_ns(text: str, path, line: int, field: str = "timestamp") -> int:
+def seconds_to_ns(text: str, path, line: int | None, field: str = "timestamp") -> int:
     """Exact nanoseconds from a decimal seconds string (no float rounding: 1403715273.2621431 s)."""
     try:
         value = Decimal(text)
@@ -61,6 +63,8 @@ def seconds_to_ns(text: str, path, line: int, field: str = "timestamp") -> int:
         raise DataError(f"{field} {text!r} is not a number of seconds", path, line) from None
     if not value.is_finite():
         raise DataError(f"{field} {text!r} is not finite", path, line)
+    if value.copy_abs() >= _MAX_SECONDS:
+        raise DataError(f"{field} {text!r} s is out of range (int64 nanoseconds end in 2262)", path, line)
     return int((value * 1_000_000_000).to_integral_value())
 
 

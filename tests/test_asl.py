@@ -6,7 +6,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
