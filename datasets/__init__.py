@@ -43,10 +43,19 @@ def open_sequence(path: str | Path, fmt: str | None = None, calib: str | Path | 
     """Open any supported sequence. ``calib``/``imu_calib`` are Kalibr YAMLs that override the sequence's own
     calibration (required for ROS bags); ``options`` go to the reader (e.g. ``image_topics`` for bags)."""
     fmt = fmt or detect_format(path)
+    sequence = _open(path, fmt, calib, imu_calib, ground_truth, options)
+    if ground_truth is not None and fmt != "kitti":  # KITTI reads its own 3x4 poses format
+        if not Path(ground_truth).is_file():
+            raise DataError("ground-truth file not found", ground_truth)
+        sequence.ground_truth_path = Path(ground_truth)
+    return sequence
+
+
+def _open(path, fmt, calib, imu_calib, ground_truth, options) -> Sequence:
     if fmt == "asl":
         from .asl import AslSequence
 
-        return AslSequence(path, calib=calib, imu_calib=imu_calib, ground_truth=ground_truth, **options)
+        return AslSequence(path, calib=calib, imu_calib=imu_calib, **options)
     if fmt == "kitti":
         from .kitti import KittiSequence
 
@@ -64,7 +73,7 @@ def open_sequence(path: str | Path, fmt: str | None = None, calib: str | Path | 
     if fmt == "features":
         from .feature_tracks import FeatureTrackSequence
 
-        return FeatureTrackSequence(path, imu_calib=imu_calib, ground_truth=ground_truth, **options)
+        return FeatureTrackSequence(path, imu_calib=imu_calib, **options)
     raise DataError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", path)
 
 

@@ -2,7 +2,7 @@
 
 Layout: ``mav0/cam0|cam1/{data.csv,data/*.png,sensor.yaml}``, ``mav0/imu0/{data.csv,sensor.yaml}``,
 ground truth in ``mav0/state_groundtruth_estimate0/data.csv`` (EuRoC), ``mav0/mocap0/data.csv`` (TUM-VI)
-or a separate file (``--gt``, or ``groundtruth*/*.csv|txt`` beside ``mav0``).
+or a separate file (``groundtruth*/*.csv|txt`` beside ``mav0``, or ``open_sequence(..., ground_truth=)``).
 Calibration from ``sensor.yaml`` files, else Kalibr files (TUM-VI's ``dso/camchain.yaml``,
 ``dso/imu_config.yaml``), or given explicitly.
 """
@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from slam.calibration_io import read_asl_camera, read_asl_imu, read_kalibr_camchain, read_kalibr_imu
-from slam.messages import Calibration, CameraFrame, DataError, ImageFile, Message, Trajectory
+from slam.messages import Calibration, CameraFrame, DataError, ImageFile, Message
 from slam.parsing import StampChecker, csv_rows, expect_columns, parse_ns
-from slam.trajectory_io import read_trajectory
 
 from .base import ImuCsvStream, Sequence, merge_streams
 
@@ -38,7 +37,7 @@ class AslSequence(Sequence):
     format_name = "ASL/EuRoC"
 
     def __init__(self, path: str | Path, calib: str | Path | None = None, imu_calib: str | Path | None = None,
-                 ground_truth: str | Path | None = None, stereo_tolerance_s: float = 0.001):
+                 stereo_tolerance_s: float = 0.001):
         super().__init__(path)
         if not self.path.exists():
             raise DataError("sequence folder not found", self.path)
@@ -58,9 +57,7 @@ class AslSequence(Sequence):
         self.imu_csv = mav0 / "imu0" / "data.csv"
         if self._calibration.imu is not None and not self.imu_csv.exists():
             raise DataError("IMU data file not found", self.imu_csv)
-        self.ground_truth_path = Path(ground_truth) if ground_truth else self._find_ground_truth()
-        if ground_truth and not self.ground_truth_path.exists():
-            raise DataError("ground-truth file not found", self.ground_truth_path)
+        self.ground_truth_path = self._find_ground_truth()
 
     # -------------------------------------------------------------------------------- calibration
     def _read_calibration(self, camera_dirs, calib, imu_calib) -> Calibration:
@@ -175,5 +172,3 @@ class AslSequence(Sequence):
             sorted(self.root.glob("groundtruth*.txt")) + sorted(self.root.glob("groundtruth*.csv"))
         return found[0] if found else None
 
-    def ground_truth(self) -> Trajectory | None:
-        return read_trajectory(self.ground_truth_path) if self.ground_truth_path else None

@@ -33,6 +33,7 @@ class Sequence(ABC):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.warnings: list[str] = []  # things users should know (also logged), e.g. rows skipped
+        self.ground_truth_path: Path | None = None  # TUM or EuRoC CSV; readers find one, --gt overrides
 
     @property
     def name(self) -> str:
@@ -47,7 +48,9 @@ class Sequence(ABC):
         """All messages in time order (IMU before frames at equal stamps). Re-iterable."""
 
     def ground_truth(self) -> Trajectory | None:
-        return None
+        from slam.trajectory_io import read_trajectory
+
+        return read_trajectory(self.ground_truth_path) if self.ground_truth_path else None
 
     def warn(self, text: str) -> None:
         if text not in self.warnings:

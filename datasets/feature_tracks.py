@@ -16,9 +16,8 @@ import numpy as np
 from slam.calibration_io import read_asl_imu, read_kalibr_imu
 from slam.geometry import make_transform, quat_to_rot
 from slam.messages import (Calibration, CameraCalibration, DataError, FeatureFrame, ImuCalibration, ImuSample,
-                           Message, Trajectory)
+                           Message)
 from slam.parsing import StampChecker, csv_rows, parse_floats, seconds_to_ns
-from slam.trajectory_io import read_trajectory
 
 from .base import Sequence, merge_streams
 
@@ -42,13 +41,10 @@ class FeatureTrackSequence(Sequence):
     format_name = "feature tracks (CSV)"
 
     def __init__(self, path: str | Path, imu_calib: str | Path | None = None,
-                 ground_truth: str | Path | None = None, resolution: tuple[int, int] = (752, 480)):
+                 resolution: tuple[int, int] = (752, 480)):
         super().__init__(path)
         if not self.path.is_file():
             raise DataError("feature-track CSV not found", self.path)
-        self.ground_truth_path = Path(ground_truth) if ground_truth else None
-        if self.ground_truth_path and not self.ground_truth_path.exists():
-            raise DataError("ground-truth file not found", self.ground_truth_path)
         self._check_header()
         self.meta = self._read_meta()
         camera = self._camera(resolution)
@@ -161,8 +157,6 @@ class FeatureTrackSequence(Sequence):
         keep = np.all(np.isfinite(uv_arr), axis=1)
         return FeatureFrame(t_ns, 0, ids_arr[keep], uv_arr[keep], normalized=True, index=int(frame_idx))
 
-    def ground_truth(self) -> Trajectory | None:
-        return read_trajectory(self.ground_truth_path) if self.ground_truth_path else None
 
     def messages(self) -> Iterator[Message]:
         # Two lazy passes over the file: its rows interleave features at t with IMU from t onwards.

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slam.messages import Calibration, CameraCalibration, CameraFrame, DataError, ImageFile, Message, Trajectory
+from slam.messages import Calibration, CameraCalibration, CameraFrame, DataError, ImageFile, Message
 from slam.parsing import StampChecker, csv_rows, expect_columns, seconds_to_ns
-from slam.trajectory_io import read_tum
 
 from .base import Sequence
 
@@ -113,7 +112,8 @@ class TumRgbdSequence(Sequence):
             raise DataError("no RGB images listed (or all their files are missing)", self._list_source("rgb"))
         depth = self._read_stream("depth")
         self._frames = self._associate(rgb, depth)
-        self.ground_truth_path = self.path / "groundtruth.txt"
+        gt = self.path / "groundtruth.txt"  # camera (= body) poses
+        self.ground_truth_path = gt if gt.exists() else None
 
     def _published_camera(self) -> CameraCalibration:
         folder = Path(os.path.abspath(self.path)).name  # lexical: a symlink's own name counts
@@ -183,6 +183,3 @@ class TumRgbdSequence(Sequence):
         return self.frames()
 
     # ----------------------------------------------------------------------------- ground truth
-    def ground_truth(self) -> Trajectory | None:
-        """Camera (= body) poses from ``groundtruth.txt``, or None without one."""
-        return read_tum(self.ground_truth_path) if self.ground_truth_path.exists() else None

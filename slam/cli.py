@@ -69,6 +69,9 @@ def info(
     calib: Annotated[Optional[Path], typer.Option(help="Kalibr camchain YAML (overrides; needed for bags).")] = None,
     imu_calib: Annotated[Optional[Path], typer.Option(help="Kalibr IMU YAML.")] = None,
     gt: Annotated[Optional[Path], typer.Option(help="Ground-truth file (TUM or EuRoC CSV).")] = None,
+    image_topic: Annotated[Optional[list[str]], typer.Option(help="ROS bag image topic, cam0 first "
+                                                                  "(repeatable).")] = None,
+    imu_topic: Annotated[Optional[str], typer.Option(help="ROS bag IMU topic.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the description as JSON.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ):
@@ -80,7 +83,9 @@ def info(
 
     _setup_logging(verbose)
     logging.getLogger("slam.datasets").setLevel(logging.ERROR)  # warnings are shown in the table instead
-    description = describe(open_sequence(sequence, fmt=fmt, calib=calib, imu_calib=imu_calib, ground_truth=gt))
+    topics = {k: v for k, v in (("image_topics", image_topic), ("imu_topic", imu_topic)) if v}
+    description = describe(open_sequence(sequence, fmt=fmt, calib=calib, imu_calib=imu_calib, ground_truth=gt,
+                                         **topics))
     table = Table(show_header=False, title=f"[bold]{sequence}", title_justify="left")
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column(overflow="fold")

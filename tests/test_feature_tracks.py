@@ -87,3 +87,10 @@ def test_missing_meta_and_bad_header(tmp_path):
     path.write_text("time,x,y\n1,2,3\n")
     with pytest.raises(DataError, match=r"t.csv:1: unexpected header"):
         FeatureTrackSequence(path)
+
+
+def test_ground_truth_override_checks_the_file(tmp_path):
+    path = _write(tmp_path / "t.csv", [_imu("1.0")])
+    with pytest.raises(DataError, match=r"nope.txt: ground-truth file not found"):
+        open_sequence(path, ground_truth=tmp_path / "nope.txt")
+    assert open_sequence(path).ground_truth() is None
