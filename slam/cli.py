@@ -119,12 +119,16 @@ def eval_(
                         f"{result['path_length_m']:.2f} m, align {align.value}", title_justify="left")
     for column in ("metric", "rmse", "mean", "median", "max"):
         table.add_column(column, justify="left" if column == "metric" else "right")
+    stats = ("rmse", "mean", "median", "max")
     ate = result["ate"]
-    table.add_row("ATE [m]", *(f"{ate[k]:.4f}" for k in ("rmse", "mean", "median", "max")))
+    table.add_row("ATE (m)", *(f"{ate[k]:.4f}" for k in stats))
     for rpe in result["rpe"]:
         label = f"RPE {rpe['delta']:g} {rpe['unit']}"
-        table.add_row(f"{label} trans [m]", *(f"{rpe['trans'][k]:.4f}" for k in ("rmse", "mean", "median", "max")))
-        table.add_row(f"{label} rot [deg]", *(f"{rpe['rot'][k]:.3f}" for k in ("rmse", "mean", "median", "max")))
+        if not rpe["n_pairs"]:
+            table.add_row(label, "no pose pairs this far apart", "", "", "")
+            continue
+        table.add_row(f"{label} trans (m)", *(f"{rpe['trans'][k]:.4f}" for k in stats))
+        table.add_row(f"{label} rot (deg)", *(f"{rpe['rot_deg'][k]:.3f}" for k in stats))
     _console().print(table)
     if out:
         _write_json(result, out)

@@ -114,7 +114,7 @@ def write_euroc(traj: Trajectory, path: str | Path) -> Path:
         header += ",v_x [m/s],v_y [m/s],v_z [m/s],bg_x,bg_y,bg_z,ba_x,ba_y,ba_z"
         cols += [traj.v_W, traj.bias_gyro, traj.bias_accel]
     values = np.hstack(cols)
-    body = "\n".join(f"{t}," + ",".join(f"{v:.9g}" for v in row) for t, row in zip(traj.t_ns, values))
+    body = "\n".join(f"{t}," + ",".join(f"{v:.17g}" for v in row) for t, row in zip(traj.t_ns, values))
     return atomic_write_text(path, header + "\n" + body + "\n")
 
 

@@ -55,3 +55,20 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, small_asl):
     text = " ".join(result.stdout.split())
     assert result.returncode == 2 and "data.csv:6: duplicated IMU timestamp" in text.replace("data.csv: 6", "data.csv:6")
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_cli_eval_writes_the_library_metrics(tmp_path):
+    from conftest import EUROC_GT
+    from slam.evaluation import evaluate_files
+
+    est = require(EUROC_MICRO) / "groundtruth_openvins" / "V1_01_easy_original.txt"
+    result = _slam("eval", est, require(EUROC_GT), "--align", "4dof", "--out", tmp_path / "m.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = json.loads((tmp_path / "m.json").read_text())
+    expected = evaluate_files(est, EUROC_GT, align="4dof")
+    assert written["ate"]["rmse"] == pytest.approx(expected["ate"]["rmse"], abs=1e-12)
+    assert f"{expected['ate']['rmse']:.4f}" in result.stdout
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1.0 0 0 0 0 0 0 1\n0.5 0 0 0 0 0 0 1\n")
+    result = _slam("eval", bad, EUROC_GT)
+    assert result.returncode == 2 and "bad.txt:2: out-of-order timestamp" in " ".join(result.stdout.split())
