@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slam.geometry import quat_to_rot, rot_to_quat, rot_z
+from slam.geometry import quat_multiply, quat_to_rot, rot_to_quat, rot_z
 from slam.messages import DataError, Trajectory
 from slam.trajectory_io import read_trajectory
 
@@ -56,14 +56,6 @@ def associate(est: Trajectory, ref: Trajectory, max_diff_s: float = 0.01,
     return (i_short, i_long) if swap else (i_long, i_short)
 
 
-def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of (..., 4) (w, x, y, z) quaternions, vectorized (rot_to_quat loops in Python)."""
-    w1, x1, y1, z1 = np.moveaxis(a, -1, 0)
-    w2, x2, y2, z2 = np.moveaxis(b, -1, 0)
-    return np.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], axis=-1)
-
-
 @dataclass(frozen=True, eq=False)
 class Alignment:
     """Similarity ``p_ref = s R p_est + t`` that maps the estimate onto the reference."""
@@ -75,7 +67,7 @@ class Alignment:
 
     def apply(self, traj: Trajectory) -> Trajectory:
         """Transformed copy: positions, orientations and velocities (biases are body-frame, unchanged)."""
-        q = _quat_mul(rot_to_quat(self.R), traj.q_W_B)
+        q = quat_multiply(rot_to_quat(self.R), traj.q_W_B)
         v = None if traj.v_W is None else self.s * traj.v_W @ self.R.T
         return Trajectory(traj.t_ns, self.s * traj.p_W @ self.R.T + self.t, q, v, traj.bias_gyro,
                           traj.bias_accel)

@@ -18,6 +18,14 @@ def quat_to_rot(q_wxyz: np.ndarray) -> np.ndarray:
     return R.reshape(q.shape[:-1] + (3, 3))
 
 
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of (..., 4) (w, x, y, z) quaternions."""
+    w1, x1, y1, z1 = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
+    w2, x2, y2, z2 = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
+    return np.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], axis=-1)
+
+
 def rot_to_quat(R: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotation matrices -> (..., 4) quaternions (w, x, y, z) with w >= 0."""
     R = np.asarray(R, dtype=np.float64)

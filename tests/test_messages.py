@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slam.geometry import invert_transform, make_transform, quat_to_rot, rot_to_quat
+from slam.geometry import invert_transform, make_transform, quat_multiply, quat_to_rot, rot_to_quat
 from slam.messages import (CalibrationError, CameraCalibration, DataError, EncodedImage, ImageFile, ImuCalibration,
                            Trajectory, as_rigid_transform)
 
@@ -89,6 +89,9 @@ def test_quaternion_round_trip(q):
     np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
     assert np.linalg.det(R) == pytest.approx(1.0)
     np.testing.assert_allclose(quat_to_rot(rot_to_quat(R)), R, atol=1e-12)
+    # The product of quaternions is the product of rotations.
+    np.testing.assert_allclose(quat_to_rot(quat_multiply(q, q[[0, 2, 3, 1]])), R @ quat_to_rot(q[[0, 2, 3, 1]]),
+                               atol=1e-12)
     T = make_transform(R, q[:3])
     np.testing.assert_allclose(T @ invert_transform(T), np.eye(4), atol=1e-12)
 
