@@ -1,0 +1,334 @@
+"""Synthetic visual-inertial sequences: exact IMU, consistent geometry, readable output, clean errors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slam.datasets.asl import AslSequence
+from slam.datasets.synthetic import PRESETS, ImuNoise, build, generate, make_config
+from slam.datasets.synthetic import generator as generate_module
+from slam.datasets.synthetic.render import ray_table
+from slam.datasets.synthetic.scene import SCENES
+from slam.datasets.synthetic.trajectory import MOTIONS
+from slam.geometry import invert_transform, quat_to_rot
+from slam.info import describe
+from slam.messages import DataError, ImuSample
+
+SMALL = dict(width=96, height=64, workers=1)
+CLEAN = dict(image_noise_sigma=0.0, exposure_variation=0.0, vignetting=0.0)
+
+
+# ------------------------------------------------------------------------------------------- motion
+
+
+@pytest.mark.parametrize("name", sorted(MOTIONS))
+def test_motion_derivatives_are_analytic_and_smooth(name):
+    motion = MOTIONS[name](3)
+    t = np.linspace(0.0, 40.0, 4001)
+    s, a, b = motion.evaluate(t), motion.evaluate(t + 1e-5), motion.evaluate(t - 1e-5)
+    assert np.abs((a.p_W - b.p_W) / 2e-5 - s.v_W).max() < 1e-6
+    assert np.abs((a.v_W - b.v_W) / 2e-5 - s.a_W).max() < 1e-4
+    W = np.swapaxes(s.R_W_B, -1, -2) @ ((a.R_W_B - b.R_W_B) / 2e-5)
+    assert np.abs(np.stack([W[:, 2, 1], W[:, 0, 2], W[:, 1, 0]], 1) - s.omega_B).max() < 1e-6
+    # C2 where the static start blends into the motion: acceleration is continuous at both ends of the ramp
+    for joint in (motion.static_s, motion.static_s + motion.ramp_s):
+        before, after = motion.evaluate(joint - 1e-9), motion.evaluate(joint + 1e-9)
+        assert np.abs(after.a_W - before.a_W).max() < 1e-6 and np.abs(after.v_W - before.v_W).max() < 1e-8
+    still = t < motion.static_s
+    assert np.abs(s.v_W[still]).max() == 0 and np.abs(s.omega_B[still]).max() == 0
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_presets_stay_away_from_walls_and_move_like_their_kind(preset):
+    seq = build(make_config(preset, width=64, height=48))
+    state = seq.motion.evaluate(seq.t_s(seq.imu_t_ns))
+    assert seq.scene.clearance(state.p_W).min() > 0.5
+    speed = np.linalg.norm(state.v_W, axis=1)
+    assert 0.4 < speed.max() < 2.0
+    assert np.abs(state.omega_B).max() < 3.0
+    up = state.R_W_B[:, :, 0] @ np.array([0.0, 0.0, 1.0])  # body x points up (EuRoC mounting)
+    assert up.min() > 0.8
+
+
+_CLEARANCE_SCENES = {}
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2 ** 31 - 1), motion=st.sampled_from(["mav", "handheld", "loop"]))
+def test_any_seed_keeps_half_a_metre_from_the_geometry(seed, motion):
+    scene_name = "hall" if motion == "loop" else "room"
+    if scene_name not in _CLEARANCE_SCENES:
+        _CLEARANCE_SCENES[scene_name] = SCENES[scene_name](px_per_m=5.0)
+    p_W = MOTIONS[motion](seed).evaluate(np.arange(0.0, 200.0, 0.05)).p_W
+    assert _CLEARANCE_SCENES[scene_name].clearance(p_W).min() > 0.5
+
+
+def test_static_start_can_be_disabled():
+    seq = build(make_config("room_mav", static_s=0.0, width=64, height=48))
+    state = seq.motion.evaluate(np.array([0.5]))
+    assert np.linalg.norm(state.v_W) > 0.01
+
+
+# ---------------------------------------------------------------------------------------------- IMU
+
+
+def _rk4_position_error(path):
+    seq = AslSequence(path)
+    imu = [m for m in seq.messages() if isinstance(m, ImuSample)]
+    t = np.array([m.t_ns for m in imu]) * 1e-9
+    gyro = np.array([m.gyro for m in imu])
+    accel = np.array([m.accel for m in imu])
+    gt = seq.ground_truth()
+    assert np.array_equal(gt.t_ns, [m.t_ns for m in imu])
+    g = np.array([0.0, 0.0, -9.81])
+
+    def skew(w):
+        return np.array([[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]])
+
+    def f(state, w, a):
+        R, v = state[0], state[1]
+        return (R @ skew(w), R @ a + g, v)
+
+    R, v, p = quat_to_rot(gt.q_W_B[0]), gt.v_W[0].copy(), gt.p_W[0].copy()
+    worst = 0.0
+    for k in range(0, len(t) - 2, 2):  # RK4 with h = 2 dt, the middle sample as midpoint
+        h = t[k + 2] - t[k]
+        x = (R, v, p)
+        k1 = f(x, gyro[k], accel[k])
+        k2 = f(tuple(xi + h / 2 * ki for xi, ki in zip(x, k1)), gyro[k + 1], accel[k + 1])
+        k3 = f(tuple(xi + h / 2 * ki for xi, ki in zip(x, k2)), gyro[k + 1], accel[k + 1])
+        k4 = f(tuple(xi + h * ki for xi, ki in zip(x, k3)), gyro[k + 2], accel[k + 2])
+        R, v, p = (xi + h / 6 * (a + 2 * b + 2 * c + d) for xi, a, b, c, d in zip(x, k1, k2, k3, k4))
+        U, _, Vt = np.linalg.svd(R)
+        R = U @ Vt
+        worst = max(worst, float(np.linalg.norm(p - gt.p_W[k + 2])))
+    return worst, t[-1] - t[0]
+
+
+@pytest.mark.parametrize("preset", ["room_handheld", "hall_loop"])
+def test_noise_free_imu_integrates_to_ground_truth(tmp_path, preset):
+    out = generate(preset, tmp_path / "seq", seconds=10, progress=False, imu=ImuNoise(enabled=False),
+                   static_s=0.5, camera_rate_hz=2, **SMALL)
+    error, duration = _rk4_position_error(out)
+    assert duration == pytest.approx(10.0)
+    assert error < 1e-3
+
+
+def test_noisy_imu_has_biases_and_noise_in_ground_truth(tmp_path):
+    out = generate("room_mav", tmp_path / "seq", seconds=2, progress=False, camera_rate_hz=2, **SMALL)
+    seq = AslSequence(out)
+    gt = seq.ground_truth()
+    assert np.abs(gt.bias_gyro[0] - ImuNoise().gyro_bias).max() < 1e-8
+    assert np.abs(gt.bias_accel[0] - ImuNoise().accel_bias).max() < 1e-8
+    assert np.abs(np.diff(gt.bias_accel, axis=0)).max() > 0  # random walk
+    imu = seq.calibration.imu
+    assert imu.gyro_noise_density == pytest.approx(1.6968e-4) and imu.accel_random_walk == pytest.approx(3.0e-3)
+    gyro = np.array([m.gyro for m in seq.messages() if isinstance(m, ImuSample)])
+    still = gyro[:200]  # static first second: bias + white noise of std density * sqrt(rate)
+    assert np.std(still[:, 0]) == pytest.approx(1.6968e-4 * np.sqrt(200), rel=0.3)
+    assert np.mean(still, axis=0) == pytest.approx(ImuNoise().gyro_bias, abs=5e-4)
+
+
+# ----------------------------------------------------------------------------------------- geometry
+
+
+def _sample(image, uv):
+    """Bilinear intensity at float pixel coordinates (N, 2)."""
+    m = cv2.remap(image.astype(np.float32), uv[:, 0].astype(np.float32).reshape(-1, 1),
+                  uv[:, 1].astype(np.float32).reshape(-1, 1), cv2.INTER_LINEAR)
+    return m.ravel()
+
+
+def _project(points_W, T_W_C, cam):
+    T_C_W = invert_transform(T_W_C)
+    rvec, _ = cv2.Rodrigues(T_C_W[:3, :3])
+    uv, _ = cv2.projectPoints(points_W.reshape(-1, 1, 3), rvec, T_C_W[:3, 3], cam.K, cam.distortion)
+    z = points_W @ T_C_W[:3, :3].T[:, 2] + T_C_W[2, 3]
+    return uv.reshape(-1, 2), z
+
+
+@pytest.fixture(scope="module")
+def clean_room():
+    return build(make_config("room_handheld", seconds=4, width=376, height=240, **CLEAN))
+
+
+def _photometric(seq, k, src, dst, T_B_C_src=None, T_B_C_dst=None):
+    """Median |I_src(p) - I_dst(proj(p))| for rendered surface points, and for random pixel pairs."""
+    rng = np.random.default_rng(1)
+    cams = seq.cameras
+    images = {}
+    depth_src = None
+    for kk in {k, dst[0]}:
+        imgs, depths = seq.render_frame(kk, with_depth=True)
+        images[kk] = imgs
+        if kk == k:
+            depth_src = depths[src]
+
+    def pose(kk, i, T_B_C):
+        T_W_C = seq.T_W_C(kk, i)
+        return T_W_C if T_B_C is None else T_W_C @ invert_transform(cams[i].T_B_C) @ T_B_C
+
+    cam = cams[src]
+    w, h = cam.width, cam.height
+    uv = np.stack([rng.integers(8, w - 8, 4000), rng.integers(8, h - 8, 4000)], 1)
+    idx = uv[:, 1] * w + uv[:, 0]
+    depth = depth_src.ravel()[idx].astype(np.float64)
+    rays = ray_table(cam).rays[:, idx].astype(np.float64)
+    T = pose(k, src, T_B_C_src)
+    points = (T[:3, :3] @ (rays * depth) + T[:3, 3:4]).T
+    kk, i = dst
+    proj, z = _project(points, pose(kk, i, T_B_C_dst), cams[i])
+    inside = (z > 0.1) & np.all((proj >= 1) & (proj <= [w - 2, h - 2]), axis=1)
+    assert inside.mean() > 0.5
+    a = _sample(images[k][src], uv[inside].astype(np.float64))
+    b = _sample(images[kk][i], proj[inside])
+    rand = rng.integers([8, 8], [w - 8, h - 8], (int(inside.sum()), 2)).astype(np.float64)
+    return float(np.median(np.abs(a - b))), float(np.median(np.abs(a - _sample(images[kk][i], rand))))
+
+
+def test_stereo_and_temporal_reprojection_is_photometrically_consistent(clean_room):
+    k = 50  # 2.5 s: moving
+    stereo, stereo_random = _photometric(clean_room, k, 0, (k, 1))
+    temporal, temporal_random = _photometric(clean_room, k, 0, (k + 1, 0))
+    assert stereo < 0.1 * stereo_random and stereo < 2.5, (stereo, stereo_random)
+    assert temporal < 0.1 * temporal_random and temporal < 2.5, (temporal, temporal_random)
+
+
+def test_wrong_extrinsics_break_the_consistency(clean_room):
+    k = 50
+    good, _ = _photometric(clean_room, k, 0, (k, 1))
+    cams = clean_room.cameras
+    inverted, _ = _photometric(clean_room, k, 0, (k, 1), invert_transform(cams[0].T_B_C),
+                               invert_transform(cams[1].T_B_C))
+    flipped = cams[1].T_B_C.copy()
+    flipped[:3, 3] = 2 * cams[0].T_B_C[:3, 3] - cams[1].T_B_C[:3, 3]  # baseline negated
+    negated, _ = _photometric(clean_room, k, 0, (k, 1), None, flipped)
+    assert inverted > 8 * good and negated > 8 * good, (good, inverted, negated)
+
+
+def test_rendered_depth_agrees_between_cameras(clean_room):
+    k = 60
+    (_, _), (d0, d1) = clean_room.render_frame(k, with_depth=True)
+    cam0, cam1 = clean_room.cameras
+    rng = np.random.default_rng(2)
+    idx = rng.integers(0, d0.size, 3000)
+    rays = ray_table(cam0).rays[:, idx].astype(np.float64)
+    T0 = clean_room.T_W_C(k, 0)
+    points = (T0[:3, :3] @ (rays * d0.ravel()[idx]) + T0[:3, 3:4]).T
+    proj, z = _project(points, clean_room.T_W_C(k, 1), cam1)
+    px = np.rint(proj).astype(int)
+    ok = np.all((px >= 0) & (px < [cam1.width, cam1.height]), axis=1)
+    rendered = d1[px[ok, 1], px[ok, 0]]
+    assert np.mean(np.abs(rendered - z[ok]) < 0.03 * z[ok]) > 0.85
+
+
+def test_scenes_have_weak_and_repeated_textures():
+    for name in SCENES:
+        scene = SCENES[name](seed=0, px_per_m=40.0)
+        stds = [float(f.texture.std()) for f in scene.faces]
+        assert min(stds) < 10 < max(stds)
+        assert len(scene.faces) >= 6 + 4 * 5
+
+
+def test_photos_are_used_as_textures(tmp_path):
+    photo = np.tile(np.linspace(0, 255, 200, dtype=np.uint8), (150, 1))
+    cv2.imwrite(str(tmp_path / "ramp.png"), photo)
+    scene = SCENES["room"](seed=0, texture_dir=tmp_path, px_per_m=40.0)
+    rows = [f.texture for f in scene.faces if np.abs(np.diff(f.texture, axis=0)).max() < 1e-3]
+    assert rows  # a smooth horizontal ramp (a crop of the photo), not noise
+
+
+# ------------------------------------------------------------------------------------- output files
+
+
+def test_output_reads_back_and_describes_cleanly(tmp_path):
+    out = generate("room_mav", tmp_path / "seq", seconds=2, progress=True, **SMALL)
+    assert not list(tmp_path.glob(".*partial"))
+    info = describe(AslSequence(out))
+    assert info["format"] == "ASL/EuRoC" and info["stereo"] and len(info["cameras"]) == 2
+    assert all(c["resolution"] == [96, 64] for c in info["cameras"])
+    assert info["frames"]["rate_hz"] == pytest.approx(20.0) and info["frames"]["count"] == 41
+    assert info["imu"]["rate_hz"] == pytest.approx(200.0) and info["imu"]["count"] == 401
+    assert info["ground_truth"]["has_velocity_and_biases"] and info["ground_truth"]["count"] == 401
+    assert info["warnings"] == []
+    seq = AslSequence(out)
+    cam1 = seq.calibration.cameras[1]
+    assert np.linalg.norm(cam1.T_B_C[:3, 3] - seq.calibration.cameras[0].T_B_C[:3, 3]) == pytest.approx(0.11,
+                                                                                                         abs=0.002)
+    image = next(seq.frames()).images[0].load()
+    assert image.shape == (64, 96) and image.std() > 10
+
+
+def test_full_resolution_is_euroc_like(tmp_path):
+    out = generate("hall_loop", tmp_path / "seq", seconds=0.05, progress=False, workers=1)
+    seq = AslSequence(out)
+    cam0 = seq.calibration.cameras[0]
+    assert cam0.resolution == (752, 480) and cam0.intrinsics[0] == pytest.approx(458.654)
+    assert cam0.distortion[0] == pytest.approx(-0.28340811)
+    frame = next(seq.frames())
+    assert frame.images[0].load().shape == (480, 752) and frame.images[1].load().std() > 10
+
+
+def test_same_seed_same_output_other_seed_differs(tmp_path):
+    kwargs = dict(seconds=0.5, progress=False, width=96, height=64)
+    a = generate("room_handheld", tmp_path / "a", seed=5, workers=1, **kwargs)
+    b = generate("room_handheld", tmp_path / "b", seed=5, workers=2, **kwargs)
+    c = generate("room_handheld", tmp_path / "c", seed=6, workers=1, **kwargs)
+    imu = lambda p: (p / "mav0" / "imu0" / "data.csv").read_bytes()  # noqa: E731
+    first = lambda p: cv2.imread(str(sorted((p / "mav0" / "cam0" / "data").iterdir())[0]), 0)  # noqa: E731
+    assert imu(a) == imu(b) and np.array_equal(first(a), first(b))
+    assert imu(a) != imu(c) and not np.array_equal(first(a), first(c))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(preset="room_drone"), "unknown preset 'room_drone'; valid presets: hall_loop, room_handheld, room_mav"),
+    (dict(camera_rate_hz=-20.0), "[camera_rate_hz]: must be > 0, got -20.0"),
+    (dict(imu_rate_hz=0), "[imu_rate_hz]: must be > 0"),
+    (dict(baseline=0.0), "baseline must be a positive distance"),
+    (dict(seconds=-1.0), "[seconds]: must be > 0"),
+    (dict(width=10), "[width]: must be an integer number of pixels"),
+    (dict(colour=True), "unknown parameter(s) colour; valid:"),
+    (dict(imu_rate_hz=10.0), "IMU rate (10 Hz) must not be below the camera rate (20 Hz)"),
+    (dict(seed=-1), "seed must be an integer >= 0"),
+])
+def test_bad_parameters_raise_clear_data_errors(tmp_path, kwargs, message):
+    preset = kwargs.pop("preset", "room_mav")
+    with pytest.raises(DataError) as info:
+        generate(preset, tmp_path / "seq", progress=False, **kwargs)
+    assert message in str(info.value)
+    assert not (tmp_path / "seq").exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_unwritable_output_raises_data_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match="cannot write output"):
+        generate("room_mav", blocker / "seq", seconds=0.1, progress=False, **SMALL)
+    (tmp_path / "done").mkdir()
+    with pytest.raises(DataError, match="already exists"):
+        generate("room_mav", tmp_path / "done", seconds=0.1, progress=False, **SMALL)
+
+
+def test_missing_texture_folder_raises(tmp_path):
+    with pytest.raises(DataError, match="texture folder not found"):
+        generate("room_mav", tmp_path / "seq", progress=False, texture_dir=tmp_path / "nope", **SMALL)
+
+
+def test_interrupted_generation_leaves_nothing_complete_looking(tmp_path, monkeypatch):
+    calls = []
+    original = generate_module.Sequence.render_frame
+
+    def flaky(self, k, with_depth=False):
+        calls.append(k)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return original(self, k, with_depth)
+
+    monkeypatch.setattr(generate_module.Sequence, "render_frame", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        generate("room_mav", tmp_path / "seq", seconds=1, progress=False, **SMALL)
+    assert list(tmp_path.iterdir()) == []
