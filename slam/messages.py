@@ -288,6 +288,24 @@ Message = ImuSample | CameraFrame | FeatureFrame
 
 
 @dataclass(frozen=True, eq=False)
+class StateEstimate:
+    """The estimator's output for one camera frame (or one IMU sample, when propagated).
+
+    ``status``: "tracking", "initializing" (no pose yet), "propagated" (IMU only) or "reset" (the estimator
+    lost track here and restarts; poses before and after stay continuous, the gap is reported).
+    """
+
+    t_ns: int
+    T_W_B: np.ndarray  # (4, 4)
+    v_W: np.ndarray  # (3,)
+    bias_gyro: np.ndarray  # (3,)
+    bias_accel: np.ndarray  # (3,)
+    keyframe: bool = False
+    status: str = "tracking"
+    n_landmarks: int = 0  # landmarks observed in this frame that the estimator uses
+
+
+@dataclass(frozen=True, eq=False)
 class Trajectory:
     """Timestamped poses ``T_W_B`` as arrays; optional velocity and IMU biases (ground truth, estimates)."""
 
