@@ -62,6 +62,7 @@ class BackendConfig:
     max_gyro_bias: float = 0.5  # rad/s
     max_accel_bias: float = 2.0  # m/s^2
     max_imu_gap_s: float = 1.0  # a longer IMU gap between keyframes resets
+    bridge_s: float = 3.0  # after a loss this short, restart from the IMU-propagated last good state
     mono_init_frames: int = 10  # keyframes gathered for the monocular visual-inertial alignment
     imu: ImuNoiseConfig = field(default_factory=ImuNoiseConfig)
 
@@ -133,7 +134,7 @@ class VioBackend:
         self.gaps: list[tuple[int, int]] = []  # (last good stamp, re-initialized stamp)
         self.timing_ms: dict[str, float] = {}
         self.n_resets = 0
-        self._anchor: tuple[np.ndarray, int] | None = None  # last good T_W_B and its stamp
+        self._anchor: _Keyframe | None = None  # the last good keyframe: re-initialization continues from it
         self._map: dict[int, np.ndarray] = {}  # track id -> last estimate, kept after marginalization
         self._prev_frame: FeatureFrame | None = None
         self._still_since_ns: int | None = None
@@ -277,19 +278,24 @@ class VioBackend:
         c = self.config
         n0 = len(feats.get(0, ((), ()))[0])
         p0, yaw0 = np.zeros(3), 0.0
-        if self._anchor is not None:
-            T_anchor = self._anchor[0]
-            p0, yaw0 = T_anchor[:3, 3], float(np.arctan2(T_anchor[1, 0], T_anchor[0, 0]))
+        anchor = self._anchor
+        if anchor is not None:
+            p0, yaw0 = anchor.T_W_B[:3, 3], float(np.arctan2(anchor.T_W_B[1, 0], anchor.T_W_B[0, 0]))
         waiting = StateEstimate(t_ns, np.eye(4), np.zeros(3), np.zeros(3), np.zeros(3), status="initializing")
         if n0 < c.min_landmarks:
             return waiting
         if not self.use_imu:
-            T = np.eye(4)
-            if self._anchor is not None:
-                T = self._anchor[0].copy()
+            T = anchor.T_W_B.copy() if anchor is not None else np.eye(4)
             return self._start(t_ns, feats, T, np.zeros(3), np.zeros(6), rot_sigma=1e-3, v_sigma=None)
         if not self.imu.covers(t_ns - int(0.2e9), t_ns):
             return waiting
+        if anchor is not None and t_ns - anchor.t_ns < c.bridge_s * 1e9 and self.imu.covers(anchor.t_ns, t_ns):
+            # a short loss: the IMU carries the last good state across it, so the trajectory stays continuous
+            nav, _ = self._propagate(anchor, t_ns)
+            b = anchor.bias
+            return self._start(t_ns, feats, nav.pose().matrix(), nav.velocity(),
+                               np.concatenate([b.gyroscope(), b.accelerometer()]), rot_sigma=0.05, v_sigma=0.5,
+                               gyro_bias_sigma=0.01, status="bridged")
         still_s = (t_ns - self._still_since_ns) * 1e-9 if self._still_since_ns is not None else 0.0
         if still_s >= c.static_init_s:
             gyro, accel, _ = self.imu.mean(self._still_since_ns, t_ns)
@@ -339,8 +345,8 @@ class VioBackend:
                status="started") -> StateEstimate:
         log.info("initialized (%s) at %.3f s", status, self._stamp(t_ns))
         prior = (T_W_B, v_W, bias6, rot_sigma, v_sigma, gyro_bias_sigma)
-        if self._anchor is not None and self._anchor[1] < t_ns:
-            self.gaps.append((self._anchor[1], t_ns))
+        if self._anchor is not None and self._anchor.t_ns < t_ns:
+            self.gaps.append((self._anchor.t_ns, t_ns))
         return self._add_keyframe(t_ns, feats, prior=prior)
 
     # ------------------------------------------------------------------ keyframes
@@ -381,6 +387,8 @@ class VioBackend:
                 graph.add(gtsam.BetweenFactorPose3(X(prev.index), X(i), gtsam.Pose3(),
                                                    gtsam.noiseModel.Isotropic.Sigma(6, 1e-3)))
                 T_W_B = prev.T_W_B.copy()
+        if prior is None and not still:
+            T_W_B = self._pnp_refine(T_W_B, feats)
         values.insert(X(i), gtsam.Pose3(T_W_B))
         stamps[X(i)] = stamp
         if self.use_imu:
@@ -419,7 +427,7 @@ class VioBackend:
         self.timing_ms = {"backend_build": 1000 * (t_build - start), "backend_solve": 1000 * (t_solve - t_build)}
         if problem:
             return self._reset(t_ns, problem)
-        self._anchor = (kf.T_W_B.copy(), t_ns)
+        self._anchor = kf
         return self._estimate(kf, "tracking", n_obs)
 
     def _health(self, kf: _Keyframe) -> str | None:
@@ -441,7 +449,7 @@ class VioBackend:
         log.warning("estimator reset at %.3f s: %s", self._stamp(t_ns), reason)
         self.n_resets += 1
         self._reset_state()
-        last = self._anchor[0] if self._anchor is not None else np.eye(4)
+        last = self._anchor.T_W_B if self._anchor is not None else np.eye(4)
         return StateEstimate(t_ns, last, np.zeros(3), np.zeros(3), np.zeros(3), status="reset")
 
     def _refresh(self) -> None:
@@ -514,6 +522,33 @@ class VioBackend:
                 graph.add(self._projection_factor(n, f.keyframe, f.camera, f.uv))
             stamps[L(n)] = stamp
         return new
+
+    def _pnp_refine(self, T_W_B: np.ndarray, feats) -> np.ndarray:
+        """The predicted pose, corrected by RANSAC PnP on the landmarks seen in cam0 when they agree.
+
+        A wrong velocity (a stereo start while moving, an image gap) shifts every prediction by more than
+        the gate; without this, no landmark would be re-observed and the keyframe would float.
+        """
+        import cv2
+
+        ids, uv = feats.get(0, (np.zeros(0, np.int64), np.zeros((0, 2))))
+        known = [(self._points[tr.landmark], x) for tid, x in zip(ids.tolist(), uv)
+                 if (tr := self._tracks.get(tid)) is not None and tr.landmark is not None]
+        if len(known) < 8:
+            return T_W_B
+        points = np.array([k[0] for k in known])
+        obs = np.array([k[1] for k in known])
+        T_W_C = T_W_B @ self.T_B_C[0]
+        T_C_W = np.linalg.inv(T_W_C)
+        rvec, _ = cv2.Rodrigues(T_C_W[:3, :3])
+        ok, rvec, tvec, inliers = cv2.solvePnPRansac(
+            points, obs, np.eye(3), None, rvec.copy(), T_C_W[:3, 3].copy(), useExtrinsicGuess=True,
+            iterationsCount=50, reprojectionError=self.config.outlier_px / self.focal, flags=cv2.SOLVEPNP_ITERATIVE)
+        if not ok or inliers is None or len(inliers) < max(8, len(known) // 2):
+            return T_W_B
+        T_C_W = np.eye(4)
+        T_C_W[:3, :3], T_C_W[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.ravel()
+        return np.linalg.inv(T_C_W) @ np.linalg.inv(self.T_B_C[0])
 
     def _triangulate(self, tr: _Track, kf: _Keyframe, by_index) -> np.ndarray | None:
         c = self.config
