@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from slam.datasets.asl import AslSequence
 from slam.datasets.synthetic import PRESETS, ImuNoise, build, generate, make_config
+from slam.datasets.synthetic import benchmark_set, textures
 from slam.datasets.synthetic import generator as generate_module
 from slam.datasets.synthetic.render import ray_table
 from slam.datasets.synthetic.scene import SCENES
 from slam.datasets.synthetic.trajectory import MOTIONS
+from slam.cli import app
 from slam.geometry import invert_transform, quat_to_rot
 from slam.info import describe
 from slam.messages import DataError, ImuSample
@@ -42,16 +49,41 @@ def test_motion_derivatives_are_analytic_and_smooth(name):
     assert np.abs(s.v_W[still]).max() == 0 and np.abs(s.omega_B[still]).max() == 0
 
 
+# preset: (mean speed range while moving, peak speed, peak angular rate range, peak yaw rate) in m/s and rad/s
+MOTION_LIMITS = {
+    "room_mav": ((0.5, 1.0), 1.2, (0.3, 1.2), 1.0),  # EuRoC-like MAV flight
+    "room_handheld": ((0.4, 1.5), 2.0, (2.0, 4.0), 4.0),  # walking, fast turns and shake
+    "hall_loop": ((0.5, 1.0), 1.5, (0.05, 1.0), 1.0),  # walking / MAV speed around the pillars
+}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_presets_stay_away_from_walls_and_move_like_their_kind(preset):
-    seq = build(make_config(preset, width=64, height=48))
-    state = seq.motion.evaluate(seq.t_s(seq.imu_t_ns))
+def test_presets_move_like_their_kind(preset, seed):
+    seq = build(make_config(preset, width=64, height=48, texture_px_per_m=5.0), seed)
+    t = seq.t_s(seq.imu_t_ns)
+    state = seq.motion.evaluate(t)
     assert seq.scene.clearance(state.p_W).min() > 0.5
+    moving = t > seq.motion.static_s + seq.motion.ramp_s
     speed = np.linalg.norm(state.v_W, axis=1)
-    assert 0.4 < speed.max() < 2.0
-    assert np.abs(state.omega_B).max() < 3.0
+    rate = np.linalg.norm(state.omega_B, axis=1)
+    yaw_rate = np.abs(np.einsum("nij,nj->ni", state.R_W_B, state.omega_B)[:, 2])  # about world z
+    (mean_lo, mean_hi), peak_speed, (rate_lo, rate_hi), peak_yaw = MOTION_LIMITS[preset]
+    stats = dict(mean=speed[moving].mean(), peak=speed.max(), rate=rate.max(), yaw=yaw_rate.max())
+    assert mean_lo <= stats["mean"] <= mean_hi and stats["peak"] <= peak_speed, stats
+    assert rate_lo <= stats["rate"] <= rate_hi and stats["yaw"] <= peak_yaw, stats
     up = state.R_W_B[:, :, 0] @ np.array([0.0, 0.0, 1.0])  # body x points up (EuRoC mounting)
     assert up.min() > 0.8
+
+
+def test_hall_loop_revisits_its_start():
+    seq = build(make_config("hall_loop", width=64, height=48, texture_px_per_m=5.0), 3)
+    t = seq.t_s(seq.imu_t_ns)
+    p_W = seq.motion.evaluate(t).p_W
+    start = p_W[np.searchsorted(t, seq.motion.static_s + seq.motion.ramp_s)]
+    far = np.linalg.norm(p_W - start, axis=1)
+    assert far.max() > 15.0  # went around the hall ...
+    assert far[t > 40.0].min() < 0.5  # ... and came back past the start
 
 
 _CLEARANCE_SCENES = {}
@@ -235,11 +267,64 @@ def test_scenes_have_weak_and_repeated_textures():
 
 
 def test_photos_are_used_as_textures(tmp_path):
-    photo = np.tile(np.linspace(0, 255, 200, dtype=np.uint8), (150, 1))
-    cv2.imwrite(str(tmp_path / "ramp.png"), photo)
+    stripes = np.repeat(np.random.default_rng(0).integers(0, 256, 20), 10).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "stripes.png"), np.tile(stripes, (150, 1)))  # 200 x 150, constant down columns
     scene = SCENES["room"](seed=0, texture_dir=tmp_path, px_per_m=40.0)
-    rows = [f.texture for f in scene.faces if np.abs(np.diff(f.texture, axis=0)).max() < 1e-3]
-    assert rows  # a smooth horizontal ramp (a crop of the photo), not noise
+    columns = [f.texture for f in scene.faces if np.abs(np.diff(f.texture, axis=0)).max() < 1e-3]
+    assert columns  # vertical stripes (crops of the photo), not noise
+
+
+def test_scikit_image_photos_are_the_default_with_a_procedural_fallback(monkeypatch):
+    folder = textures.skimage_photo_dir()
+    assert folder is not None and (folder / "astronaut.png").exists()
+    photos = textures.load_photos(None)
+    assert len(photos) >= 10 and all(min(p.shape) >= textures.MIN_PHOTO_SIDE for p in photos)
+    default = SCENES["room"](seed=0, px_per_m=20.0)
+    explicit = SCENES["room"](seed=0, texture_dir=folder, px_per_m=20.0)
+    assert all(np.array_equal(a.texture, b.texture) for a, b in zip(default.faces, explicit.faces))
+
+    monkeypatch.setitem(sys.modules, "skimage", None)  # as if scikit-image were not installed
+    textures._default_photos.cache_clear()
+    try:
+        assert textures.skimage_photo_dir() is None and textures.load_photos(None) == []
+        fallback = SCENES["room"](seed=0, px_per_m=20.0)
+    finally:
+        textures._default_photos.cache_clear()
+    assert len(fallback.faces) == len(default.faces)
+    assert not np.array_equal(fallback.faces[0].texture, default.faces[0].texture)
+
+
+def test_small_uniform_and_drawn_images_are_not_used_as_photos(tmp_path):
+    rng = np.random.default_rng(0)
+    assert textures.usable(rng.integers(0, 256, (200, 300)).astype(np.uint8))
+    assert not textures.usable(rng.integers(0, 256, (100, 300)).astype(np.uint8))  # too small
+    assert not textures.usable(np.full((200, 300), 128, np.uint8) + rng.integers(0, 3, (200, 300)).astype(np.uint8))
+    board = (np.indices((200, 300)).sum(0) // 25 % 2 * 255).astype(np.uint8)  # a drawing: two grey levels
+    assert not textures.usable(board)
+    cv2.imwrite(str(tmp_path / "flat.png"), np.full((200, 300), 90, np.uint8))
+    with pytest.raises(DataError, match="no usable images"):
+        generate("room_mav", tmp_path / "seq", progress=False, texture_dir=tmp_path, **SMALL)
+
+
+# ------------------------------------------------------------------------------------------- blur
+
+
+def _sharpness(image):
+    return float(cv2.Laplacian(image.astype(np.float32), cv2.CV_32F).var())
+
+
+def test_motion_blur_softens_fast_frames_only():
+    kwargs = dict(seconds=12, width=188, height=120, **CLEAN)
+    sharp = build(make_config("room_handheld", **kwargs))
+    blurred = build(make_config("room_handheld", exposure_s=0.02, **kwargs))
+    t = sharp.t_s(sharp.frame_t_ns)
+    fast = int(np.argmax(np.linalg.norm(sharp.motion.evaluate(t).omega_B, axis=1)))
+    times = blurred.exposure_times(fast)
+    assert len(times) % 2 == 1 and 3 <= len(times) <= generate_module.MAX_BLUR_SAMPLES
+    assert times[len(times) // 2] == pytest.approx(t[fast]) and times[-1] - times[0] == pytest.approx(0.02)
+    assert _sharpness(blurred.render_frame(fast)[0]) < 0.7 * _sharpness(sharp.render_frame(fast)[0])
+    assert len(blurred.exposure_times(2)) == 1  # still at the start: one render, the same image
+    assert np.array_equal(blurred.render_frame(2)[0], sharp.render_frame(2)[0])
 
 
 # ------------------------------------------------------------------------------------- output files
@@ -273,6 +358,28 @@ def test_full_resolution_is_euroc_like(tmp_path):
     assert frame.images[0].load().shape == (480, 752) and frame.images[1].load().std() > 10
 
 
+def test_mono_output_reads_back_with_one_camera_and_scaled_intrinsics(tmp_path):
+    out = generate("room_mav", tmp_path / "seq", seconds=0.2, progress=False, cameras=1, width=376, height=240,
+                   workers=1)
+    assert sorted(p.name for p in (out / "mav0").iterdir() if p.name.startswith("cam")) == ["cam0"]
+    seq = AslSequence(out)
+    (cam0,) = seq.calibration.cameras
+    assert cam0.resolution == (376, 240)
+    assert cam0.intrinsics == pytest.approx([458.654 / 2, 457.296 / 2, (367.215 + 0.5) / 2 - 0.5,
+                                             (248.375 + 0.5) / 2 - 0.5])
+    info = describe(seq)
+    assert not info["stereo"] and len(info["cameras"]) == 1 and info["frames"]["count"] == 5
+    assert info["warnings"] == []
+
+
+def test_zero_imu_noise_is_written_as_a_tiny_density(tmp_path):
+    silent = ImuNoise(gyro_noise_density=0.0, accel_noise_density=0.0, gyro_random_walk=0.0, accel_random_walk=0.0)
+    out = generate("room_mav", tmp_path / "seq", seconds=0.1, progress=False, imu=silent, **SMALL)
+    imu = AslSequence(out).calibration.imu
+    assert imu.gyro_noise_density == imu.accel_noise_density == imu.gyro_random_walk == imu.accel_random_walk \
+        == pytest.approx(1e-12)
+
+
 def test_same_seed_same_output_other_seed_differs(tmp_path):
     kwargs = dict(seconds=0.5, progress=False, width=96, height=64)
     a = generate("room_handheld", tmp_path / "a", seed=5, workers=1, **kwargs)
@@ -294,6 +401,11 @@ def test_same_seed_same_output_other_seed_differs(tmp_path):
     (dict(colour=True), "unknown parameter(s) colour; valid:"),
     (dict(imu_rate_hz=10.0), "IMU rate (10 Hz) must not be below the camera rate (20 Hz)"),
     (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(baseline=-0.1), "baseline must be a positive distance"),
+    (dict(exposure_s=-0.01), "[exposure_s]: must be >= 0"),
+    (dict(exposure_s=0.05), "exposure (0.05 s) must be shorter than the frame period (0.05 s)"),
+    (dict(cameras=3), "[cameras]: must be 1 (monocular) or 2 (stereo), got 3"),
+    (dict(imu=ImuNoise(accel_noise_density=-1.0)), "[imu.accel_noise_density]: must be a number >= 0"),
 ])
 def test_bad_parameters_raise_clear_data_errors(tmp_path, kwargs, message):
     preset = kwargs.pop("preset", "room_mav")
@@ -311,6 +423,18 @@ def test_unwritable_output_raises_data_error(tmp_path):
     (tmp_path / "done").mkdir()
     with pytest.raises(DataError, match="already exists"):
         generate("room_mav", tmp_path / "done", seconds=0.1, progress=False, **SMALL)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_raises_data_error(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(DataError, match="cannot write output"):
+            generate("room_mav", locked / "seq", seconds=0.1, progress=False, **SMALL)
+    finally:
+        locked.chmod(0o700)
 
 
 def test_missing_texture_folder_raises(tmp_path):
@@ -332,3 +456,116 @@ def test_interrupted_generation_leaves_nothing_complete_looking(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         generate("room_mav", tmp_path / "seq", seconds=1, progress=False, **SMALL)
     assert list(tmp_path.iterdir()) == []
+
+
+def _fail_after(monkeypatch, frames, error):
+    original = generate_module.Sequence.render_frame
+
+    def flaky(self, k, with_depth=False):
+        if k >= frames:
+            raise error
+        return original(self, k, with_depth)
+
+    monkeypatch.setattr(generate_module.Sequence, "render_frame", flaky)
+
+
+def test_failure_in_a_render_process_leaves_nothing(tmp_path, monkeypatch):
+    _fail_after(monkeypatch, 5, RuntimeError("render failed"))
+    with pytest.raises(RuntimeError, match="render failed"):
+        generate("room_mav", tmp_path / "seq", seconds=1, progress=False, width=96, height=64, workers=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_overwrite_keeps_the_previous_sequence(tmp_path, monkeypatch):
+    out = generate("room_mav", tmp_path / "seq", seconds=0.2, progress=False, **SMALL)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    _fail_after(monkeypatch, 2, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        generate("room_mav", out, seconds=1, progress=False, overwrite=True, seed=3, **SMALL)
+    assert list(tmp_path.iterdir()) == [out]
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert describe(AslSequence(out))["frames"]["count"] == 5
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_generates_and_summarizes(tmp_path):
+    out = tmp_path / "seq"
+    result = CliRunner().invoke(app, ["generate", "room_mav", str(out), "--seconds", "0.3", "--width", "64",
+                                      "--height", "48", "--mono", "--no-imu-noise", "--exposure", "0.01",
+                                      "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "mono 7 @ 20.0 Hz" in result.output and "seed 4" in result.output
+    seq = AslSequence(out)
+    assert len(seq.calibration.cameras) == 1 and seq.calibration.cameras[0].resolution == (64, 48)
+    again = CliRunner().invoke(app, ["generate", "room_mav", str(out), "--seconds", "0.1", "--width", "64",
+                                     "--height", "48", "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert describe(AslSequence(out))["stereo"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["room_drone", "{out}"], "unknown preset 'room_drone'"),
+    (["room_mav", "{out}", "--seconds", "-1"], "must be > 0, got -1.0"),
+    (["room_mav", "{out}", "--exposure", "-0.1"], "must be >= 0, got -0.1"),
+    (["room_mav", "{out}", "--width", "8"], "must be an integer number of pixels"),
+    (["room_mav", "{blocker}/seq", "--seconds", "0.1"], "cannot write output"),
+    (["room_mav", "{out}", "--texture-dir", "{out}/nope"], "texture folder not found"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = [a.format(out=tmp_path / "seq", blocker=blocker) for a in args]
+    result = CliRunner().invoke(app, ["generate", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
+    assert not (tmp_path / "seq").exists()
+
+
+# -------------------------------------------------------------------------------------- benchmark set
+
+
+def test_benchmark_set_is_small_and_valid():
+    assert {"room_mav", "room_handheld", "hall_loop"} <= set(benchmark_set.BENCHMARK_SET)
+    total = 0.0
+    for name, item in benchmark_set.BENCHMARK_SET.items():
+        make_config(item.preset, item.seconds, **item.overrides)  # valid
+        summary = benchmark_set.motion_summary(name)
+        assert summary["path_m"] > 10.0
+        total += item.seconds
+    assert total <= 180.0  # generates within a few minutes on two cores
+    assert benchmark_set.motion_summary("hall_loop")["path_m"] > 45.0  # at least one loop
+
+
+def test_ensure_sequence_generates_once_and_regenerates_on_change(tmp_path, monkeypatch):
+    tiny = benchmark_set.BenchmarkSequence("room_mav", 1, 0.2, "tiny", dict(width=64, height=48, workers=1))
+    monkeypatch.setitem(benchmark_set.BENCHMARK_SET, "tiny", tiny)
+    first = benchmark_set.ensure_sequence("tiny", tmp_path, progress=False)
+    assert first == tmp_path / "tiny" and describe(AslSequence(first))["frames"]["count"] == 5
+    stamp = (first / benchmark_set.STAMP_FILE).read_text()
+    mtime = (first / "mav0" / "imu0" / "data.csv").stat().st_mtime_ns
+
+    assert benchmark_set.ensure_sequence("tiny", tmp_path, progress=False) == first  # reused
+    assert (first / "mav0" / "imu0" / "data.csv").stat().st_mtime_ns == mtime
+
+    monkeypatch.setitem(benchmark_set.BENCHMARK_SET, "tiny", tiny.__class__("room_mav", 1, 0.3, "tiny",
+                                                                             tiny.overrides))
+    benchmark_set.ensure_sequence("tiny", tmp_path, progress=False)  # other parameters: regenerated
+    assert describe(AslSequence(first))["frames"]["count"] == 7
+    assert (first / benchmark_set.STAMP_FILE).read_text() != stamp
+
+    (first / benchmark_set.STAMP_FILE).unlink()  # e.g. interrupted before the stamp: regenerated
+    benchmark_set.ensure_sequence("tiny", tmp_path, progress=False)
+    assert (first / benchmark_set.STAMP_FILE).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
+
+
+def test_ensure_sequence_rejects_unknown_names_and_uses_slam_cache(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="unknown benchmark sequence 'nope'"):
+        benchmark_set.ensure_sequence("nope", tmp_path)
+    monkeypatch.setenv("SLAM_CACHE", str(tmp_path))
+    assert benchmark_set.cache_root() == tmp_path / "benchmark"
+    monkeypatch.delenv("SLAM_CACHE")
+    assert benchmark_set.cache_root() == Path.home() / ".cache" / "slam" / "benchmark"

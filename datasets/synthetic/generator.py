@@ -1,4 +1,15 @@
-"""``generate()``: render a preset (scene + motion + rig + IMU) into an ASL/EuRoC folder with ground truth."""
+"""``generate()``: render a preset (scene + motion + rig + IMU) into an ASL/EuRoC folder with ground truth.
+
+Images are stamped at mid-exposure. With ``exposure_s > 0`` each image is the mean of sub-renders at poses
+spread over the exposure (motion blur), before sensor noise; each sub-render costs a full render (up to
+MAX_BLUR_SAMPLES per fast frame, about 4x the time for 10 ms on room_handheld). ``cameras=1`` writes only
+cam0 (monocular).
+
+IMU noise: zero noise densities (``ImuNoise(gyro_noise_density=0, ...)``) are written to
+``imu0/sensor.yaml`` as 1e-12, not 0, because a zero density would give an estimator infinite information
+(a division by zero in its IMU factor weights). ``ImuNoise(enabled=False)`` writes exact readings but keeps
+the configured densities in sensor.yaml, so estimators keep sane weights.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +32,9 @@ from .trajectory import MOTIONS
 
 T0_NS = 1_500_000_000_000_000_000  # first stamp (EuRoC-like epoch nanoseconds)
 MIN_CLEARANCE_M = 0.5
+GENERATOR_VERSION = 2  # bump when the same config and seed would produce different files (cached sets regenerate)
+MAX_BLUR_SAMPLES = 9
+NEAR_DEPTH_M = 1.0  # depth assumed for the image smear caused by translation (walls are >= 0.5 m away)
 
 
 @dataclass(frozen=True)
@@ -33,12 +47,14 @@ class SequenceConfig:
     width: int = 752
     height: int = 480
     baseline: float | None = None  # None: EuRoC's 0.110 m
+    cameras: int = 2  # 2: stereo, 1: monocular (cam0 only)
     static_s: float = 1.5  # still at the start (0: moving from the first sample)
     imu: imu_model.ImuNoise = field(default_factory=imu_model.ImuNoise)
     image_noise_sigma: float = 2.0  # grey levels
     exposure_variation: float = 0.12  # relative amplitude of the slow gain change
     vignetting: float = 0.3  # relative darkening at the corners
     blur_sigma: float = 0.6  # optics / anti-aliasing [px]
+    exposure_s: float = 0.0  # exposure time for motion blur; 0: off (sharp images)
     texture_px_per_m: float = 120.0
     workers: int = 0  # render processes; 0: one per CPU core (at most 4)
 
@@ -83,7 +99,7 @@ def validate(config: SequenceConfig) -> None:
         raise DataError(f"unknown motion {config.motion!r}; valid: {', '.join(sorted(MOTIONS))}", field="motion")
     for name in ("seconds", "camera_rate_hz", "imu_rate_hz", "texture_px_per_m"):
         _number(config, name)
-    for name in ("static_s", "image_noise_sigma", "exposure_variation", "blur_sigma"):
+    for name in ("static_s", "image_noise_sigma", "exposure_variation", "blur_sigma", "exposure_s"):
         _number(config, name, strict=False)
     _number(config, "vignetting", strict=False)
     if config.vignetting >= 1:
@@ -93,6 +109,12 @@ def validate(config: SequenceConfig) -> None:
     if config.imu_rate_hz < config.camera_rate_hz:
         raise DataError(f"IMU rate ({config.imu_rate_hz:g} Hz) must not be below the camera rate "
                         f"({config.camera_rate_hz:g} Hz)", field="imu_rate_hz")
+    if config.exposure_s * config.camera_rate_hz >= 1:
+        raise DataError(f"exposure ({config.exposure_s:g} s) must be shorter than the frame period "
+                        f"({1 / config.camera_rate_hz:g} s)", field="exposure_s")
+    cameras = config.cameras
+    if not isinstance(cameras, (int, np.integer)) or isinstance(cameras, bool) or cameras not in (1, 2):
+        raise DataError(f"must be 1 (monocular) or 2 (stereo), got {config.cameras!r}", field="cameras")
     for name in ("width", "height"):
         value = getattr(config, name)
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 16 <= value <= 4096:
@@ -126,12 +148,36 @@ class Sequence:
         return (np.asarray(t_ns, dtype=np.int64) - T0_NS) * 1e-9
 
     def T_W_C(self, k: int, cam: int) -> np.ndarray:
-        """Exact pose of camera ``cam`` at frame ``k``."""
-        state = self.motion.evaluate(self.t_s(self.frame_t_ns[k]))
+        """Exact pose of camera ``cam`` at frame ``k`` (mid-exposure)."""
+        return self.T_W_C_at(float(self.t_s(self.frame_t_ns[k])), cam)
+
+    def T_W_C_at(self, t_s: float, cam: int) -> np.ndarray:
+        """Exact pose of camera ``cam`` at ``t_s`` seconds after the first stamp."""
+        state = self.motion.evaluate(np.array([t_s]))
         T_W_B = np.eye(4)
         T_W_B[:3, :3] = state.R_W_B[0]
         T_W_B[:3, 3] = state.p_W[0]
         return T_W_B @ self.cameras[cam].T_B_C
+
+    def exposure_times(self, k: int) -> np.ndarray:
+        """Times [s] of the sub-renders averaged into frame ``k``.
+
+        Without exposure, or when the image smears by less than half a pixel, just the frame time. Else an
+        odd number (the middle one at the frame time) spread uniformly over the exposure, about one per
+        pixel of smear and at most MAX_BLUR_SAMPLES.
+        """
+        t = float(self.t_s(self.frame_t_ns[k]))
+        exposure = self.config.exposure_s
+        if exposure <= 0:
+            return np.array([t])
+        state = self.motion.evaluate(np.array([t]))
+        focal = float(max(self.cameras[0].intrinsics[:2]))
+        rate = np.linalg.norm(state.omega_B[0]) + np.linalg.norm(state.v_W[0]) / NEAR_DEPTH_M  # rad/s of view
+        smear_px = focal * exposure * rate
+        if smear_px < 0.5:
+            return np.array([t])
+        n = min(MAX_BLUR_SAMPLES, 2 * math.ceil(smear_px / 2) + 1)
+        return t + exposure * (np.arange(n) / (n - 1) - 0.5)
 
     def gain(self, k: int) -> float:
         """Slow exposure change shared by both cameras."""
@@ -141,15 +187,17 @@ class Sequence:
             (0.7 + 0.3 * math.sin(2 * math.pi * t / 5.3))
 
     def render_frame(self, k: int, with_depth: bool = False):
-        """uint8 images of every camera at frame ``k`` (and float32 depths when asked)."""
+        """uint8 images of every camera at frame ``k`` (and float32 depths at mid-exposure when asked)."""
         c = self.config
         images, depths = [], []
         vignette = vignetting(c.width, c.height, c.vignetting) if c.vignetting > 0 else None
+        times = self.exposure_times(k)
         for i, cam in enumerate(self.cameras):
-            radiance, depth = render(self.scene, cam, self.T_W_C(k, i))
+            renders = [render(self.scene, cam, self.T_W_C_at(t, i)) for t in times]
+            radiance = renders[0][0] if len(renders) == 1 else np.mean([r[0] for r in renders], 0, np.float32)
             rng = np.random.default_rng([self.seed, k, i])
             images.append(sensor(radiance, self.gain(k), vignette, c.image_noise_sigma, c.blur_sigma, rng))
-            depths.append(depth)
+            depths.append(renders[len(renders) // 2][1])
         return (images, depths) if with_depth else images
 
 
@@ -160,7 +208,7 @@ def build(config: SequenceConfig, seed: int = 0, texture_dir: Path | None = None
         raise DataError("texture folder not found", texture_dir)
     scene = SCENES[config.scene](seed=seed, texture_dir=texture_dir, px_per_m=config.texture_px_per_m)
     motion = MOTIONS[config.motion](seed, static_s=config.static_s)
-    cameras = stereo_rig(config.width, config.height, config.camera_rate_hz, config.baseline)
+    cameras = stereo_rig(config.width, config.height, config.camera_rate_hz, config.baseline)[:config.cameras]
     end_ns = int(round(config.seconds * 1e9))
     imu_dt = int(round(1e9 / config.imu_rate_hz))
     imu_t = T0_NS + np.arange(0, end_ns + 1, imu_dt, dtype=np.int64)
@@ -207,7 +255,10 @@ def generate(preset: str, out: Path, seconds: float | None = None, seed: int = 0
     """Write the synthetic sequence ``preset`` to ``out`` (ASL/EuRoC layout, with ground truth); return it.
 
     ``overrides`` replace fields of :class:`SequenceConfig` (e.g. ``width=376, height=240,
-    imu=ImuNoise(enabled=False), image_noise_sigma=0``). Deterministic for a given ``seed``.
+    imu=ImuNoise(enabled=False), image_noise_sigma=0, cameras=1, exposure_s=0.01``). Deterministic for a
+    given ``seed``. Surfaces show photos from ``texture_dir``, by default scikit-image's sample photos
+    (procedural textures without scikit-image). Everything is written into a hidden ``.OUT.partial`` folder
+    renamed to ``out`` at the end, so an interrupted run never leaves a folder that looks complete.
     """
     from slam.datasets.asl_writer import AslWriter
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .textures import find_photos, make_texture
+from .textures import load_photos, make_texture
 
 
 @dataclass(eq=False)
@@ -90,9 +90,12 @@ def _box_faces(lo, hi, rng, photos, px_per_m, kind="photo") -> list[Face]:
 
 
 def room(seed: int = 0, texture_dir: Path | None = None, px_per_m: float = 120.0) -> Scene:
-    """An 8 x 6 x 3 m room with boxes and a pillar near the walls; the middle stays free to fly."""
+    """An 8 x 6 x 3 m room with boxes and a pillar near the walls; the middle stays free to fly.
+
+    Photos come from ``texture_dir``, by default from scikit-image's sample images (see :mod:`.textures`).
+    """
     rng = np.random.default_rng(seed)
-    photos = find_photos(texture_dir)
+    photos = load_photos(texture_dir)
     lo, hi = np.array([-4.0, -3.0, 0.0]), np.array([4.0, 3.0, 3.0])
     faces = _room_faces(lo, hi, ["photo", "photo", "weak", "photo", "repeated", "procedural"], rng, photos,
                         px_per_m)
@@ -108,7 +111,7 @@ def room(seed: int = 0, texture_dir: Path | None = None, px_per_m: float = 120.0
 def hall(seed: int = 0, texture_dir: Path | None = None, px_per_m: float = 100.0) -> Scene:
     """A 30 x 7 x 3.5 m hall with a row of pillars down the middle (a loop goes around them)."""
     rng = np.random.default_rng(seed + 1)
-    photos = find_photos(texture_dir)
+    photos = load_photos(texture_dir)
     lo, hi = np.array([-15.0, -3.5, 0.0]), np.array([15.0, 3.5, 3.5])
     faces = _room_faces(lo, hi, ["photo", "photo", "photo", "weak", "repeated", "procedural"], rng, photos,
                         px_per_m)

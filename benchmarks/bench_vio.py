@@ -1,0 +1,112 @@
+"""VIO accuracy and speed: one table over the real data and the synthetic benchmark set.
+
+Rows: the real EuRoC V1_01 feature tracks (mono-inertial, backend only), the real EuRoC V1_01 micro images
+(stereo-inertial, nearly still: gravity error and drift), and each synthetic benchmark sequence in
+stereo-inertial and mono-inertial. Columns: ATE (SE3 and 4-DoF aligned), drift as % of path (final
+position error after SE3 alignment of the first second, for the long loop), real-time factor and
+milliseconds per frame by stage.
+
+Issue targets: real tracks ATE <= 0.08 m (aim 0.04); static gravity < 1 deg, drift < 3 cm; synthetic
+stereo-inertial ATE <= 0.03 m in the room, drift <= 0.5 % on the loop, mono within 2x of stereo;
+stereo-inertial >= 1.5x real time.
+
+Usage: python benchmarks/bench_vio.py [--sequences room_mav,hall_loop] [--modes stereo_inertial,mono_inertial]
+       [--seconds N] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from slam.datasets import open_sequence
+from slam.datasets.synthetic.benchmark_set import BENCHMARK_SET, ensure_sequence
+from slam.evaluation import associate
+from slam.geometry import quat_to_rot
+from slam.pipeline import load_pipeline_config
+from slam.run import run_sequence
+from slam.trajectory_io import read_tum
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FEATURES = SHARED / "euroc_V1_01_easy_features_30s" / "eqvio_processed_30s.csv"
+MICRO = SHARED / "euroc_V1_01_easy_micro"
+GT = MICRO / "groundtruth_openvins" / "V1_01_easy.csv"
+
+
+def end_drift_percent(run_dir: Path, gt) -> float:
+    """Final position error after aligning the first 2 s (SE3), as % of the path: odometry drift."""
+    from slam.evaluation import align_umeyama, path_length
+
+    est = read_tum(run_dir / "trajectory.tum")
+    i, j = associate(est, gt)
+    est_m, ref_m = est.subset(i), gt.subset(j)
+    head = est_m.t_s - est_m.t_s[0] < 2.0
+    align = align_umeyama(est_m.p_W[head], ref_m.p_W[head], "se3")
+    moved = align.apply(est_m)
+    return 100 * float(np.linalg.norm(moved.p_W[-1] - ref_m.p_W[-1])) / max(path_length(ref_m), 1e-9)
+
+
+def static_checks(run_dir: Path, gt) -> tuple[float, float]:
+    """(gravity direction error [deg] at the first pose, largest distance from the first position [m])."""
+    est = read_tum(run_dir / "trajectory.tum")
+    i = int(np.argmin(np.abs(gt.t_ns - est.t_ns[0])))
+    up_est = quat_to_rot(est.q_W_B[0]).T @ [0, 0, 1]
+    up_gt = quat_to_rot(gt.q_W_B[i]).T @ [0, 0, 1]
+    return (float(np.degrees(np.arccos(np.clip(up_est @ up_gt, -1, 1)))),
+            float(np.linalg.norm(est.p_W - est.p_W[0], axis=1).max()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sequences", default=",".join(BENCHMARK_SET))
+    parser.add_argument("--modes", default="stereo_inertial,mono_inertial")
+    parser.add_argument("--seconds", type=float, default=None, help="limit each synthetic run")
+    parser.add_argument("--out", type=Path, default=None, help="keep the run folders here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench_vio_"))
+
+    table = Table(title="VIO accuracy and speed (2-core CPU)")
+    for col in ("sequence", "mode", "frames", "tracked", "resets", "ATE se3 (m)", "ATE 4dof (m)", "drift %",
+                "gravity (deg)", "x real time", "frontend ms", "backend ms"):
+        table.add_column(col, justify="right")
+
+    def row(name, mode, summary, drift="", gravity=""):
+        m, t = summary.metrics, summary.timing
+        stages = t["stages_ms_per_frame"]
+        table.add_row(name, mode, str(m["frames"]), str(m["frames_tracked"]), str(m["resets"]),
+                      f"{m['ate']['rmse']:.4f}" if "ate" in m else "-",
+                      f"{m['ate_4dof_rmse']:.4f}" if "ate_4dof_rmse" in m else "-", drift, gravity,
+                      f"{t['real_time_factor']:.2f}", f"{stages.get('frontend', 0):.1f}",
+                      f"{stages.get('backend', 0):.1f}")
+
+    if FEATURES.exists():
+        seq = open_sequence(FEATURES, ground_truth=GT)
+        row("euroc_V1_01 tracks (real)", "mono_inertial",
+            run_sequence(seq, load_pipeline_config("mono_inertial"), out / "features", progress=False))
+    if MICRO.exists():
+        seq = open_sequence(MICRO, ground_truth=GT)
+        summary = run_sequence(seq, load_pipeline_config("stereo_inertial"), out / "micro", progress=False)
+        gravity, wander = static_checks(summary.out, seq.ground_truth())
+        row("euroc_V1_01 micro (real, still)", "stereo_inertial", summary, drift=f"{100 * wander:.1f} cm moved",
+            gravity=f"{gravity:.2f}")
+    for name in args.sequences.split(","):
+        path = ensure_sequence(name)
+        for mode in args.modes.split(","):
+            seq = open_sequence(path)
+            summary = run_sequence(seq, load_pipeline_config(mode), out / f"{name}_{mode}", progress=False,
+                                   max_seconds=args.seconds)
+            drift = f"{end_drift_percent(summary.out, seq.ground_truth()):.2f}" if "loop" in name else ""
+            row(name, mode, summary, drift=drift)
+    Console().print(table)
+    Console().print(f"run folders: {out}")
+
+
+if __name__ == "__main__":
+    main()
