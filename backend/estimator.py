@@ -63,7 +63,8 @@ class BackendConfig:
     max_accel_bias: float = 2.0  # m/s^2
     max_imu_gap_s: float = 1.0  # a longer IMU gap between keyframes resets
     bridge_s: float = 3.0  # after a loss this short, restart from the IMU-propagated last good state
-    mono_init_frames: int = 10  # keyframes gathered for the monocular visual-inertial alignment
+    mono_init_frames: int = 16  # frames gathered for the monocular visual-inertial alignment
+    mono_init_spacing_s: float = 0.25  # ... at least this far apart (a 4 s window: scale needs acceleration)
     imu: ImuNoiseConfig = field(default_factory=ImuNoiseConfig)
 
 
@@ -319,26 +320,34 @@ class VioBackend:
         return waiting
 
     def _mono_initialize(self, t_ns: int, feats) -> StateEstimate | None:
-        """Gather frames while moving, then align visual SfM with the IMU (scale, gravity, velocity, bias)."""
-        try:
-            from .vi_init import initialize_mono
-        except ImportError:  # pragma: no cover - the alignment module is optional until it lands
+        """Gather frames while moving, then align a visual SfM with the IMU (scale, gravity, velocity, biases).
+
+        A failed attempt (too little motion or parallax, a check that did not pass) slides the window on and
+        tries again with the next frames instead of accepting a doubtful start.
+        """
+        from .vi_init import initialize_mono_inertial
+
+        c = self.config
+        if self._init_window and t_ns - self._init_window[-1][0] < c.mono_init_spacing_s * 1e9:
             return None
         self._init_window.append((t_ns, feats))
-        if len(self._init_window) < self.config.mono_init_frames:
+        if len(self._init_window) < c.mono_init_frames:
             return None
-        result = initialize_mono(self._init_window, self.T_B_C[0], self.imu, self.focal)
-        if result is None or not result.success:
-            self._init_window = self._init_window[len(self._init_window) // 2:]  # slide on and retry
+        window = self._init_window
+        imu_t, imu_data = self.imu.window(window[0][0] - int(0.02e9), t_ns + int(0.02e9))
+        frames = [FeatureFrame(t, 0, *f[0]) for t, f in window if 0 in f]
+        result = initialize_mono_inertial(frames, (imu_t, imu_data[:, :3], imu_data[:, 3:]), self.T_B_C[0],
+                                          focal_px=self.focal)
+        if not result.success:
+            log.info("monocular initialization at %.2f s not accepted: %s", self._stamp(t_ns), result.reason)
+            self._init_window = window[len(window) // 4:]
             return None
-        window, self._init_window = self._init_window, []
-        first = None
-        for (t, f), T_W_B, v in zip(window, result.T_W_B, result.v_W):
-            if first is None:
-                first = self._start(t, f, T_W_B, v, np.concatenate([result.gyro_bias, result.accel_bias]),
-                                    rot_sigma=0.02, v_sigma=0.1, gyro_bias_sigma=0.01, status="mono")
-            else:
-                state = self._add_keyframe(t, f)
+        self._init_window = []
+        bias = np.concatenate([result.gyro_bias, result.accel_bias])
+        state = self._start(window[0][0], window[0][1], result.T_W_Bk[0], result.v_W[0], bias, rot_sigma=0.02,
+                            v_sigma=0.1, gyro_bias_sigma=0.01, status="mono")
+        for t, f in window[1:]:
+            state = self._add_keyframe(t, f)
         return state
 
     def _start(self, t_ns, feats, T_W_B, v_W, bias6, rot_sigma, v_sigma, gyro_bias_sigma=0.1,

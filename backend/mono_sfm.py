@@ -183,7 +183,8 @@ def _translation_given_rotation(xi: np.ndarray, xj: np.ndarray, R: np.ndarray, t
     if len(hypotheses) == 0:
         return np.array([0.0, 0.0, 1.0]), np.zeros(len(a), bool)
     inliers = epipolar_distance(hypotheses) < threshold
-    inliers = inliers[np.argmax(inliers.sum(axis=1))]
+    best = int(np.argmax(inliers.sum(axis=1)))
+    t, inliers = hypotheses[best], inliers[best]
     for _ in range(2):
         if inliers.sum() < 2:
             break
@@ -241,13 +242,16 @@ def _two_view(rec: _Reconstruction, i: int, j: int, min_parallax: float, min_poi
     return median_parallax
 
 
-def _pnp_errors(obj: np.ndarray, img: np.ndarray, rvec: np.ndarray, tvec: np.ndarray,
-                R: np.ndarray | None = None, t: np.ndarray | None = None) -> np.ndarray:
-    """Reprojection errors (normalized) for a pose given as rvec/tvec, or as R/t."""
-    p = obj @ (cv2.Rodrigues(rvec)[0] if R is None else R).T + np.ravel(tvec if t is None else t)
+def _pose_errors(obj: np.ndarray, img: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Normalized reprojection errors of points ``obj`` seen at ``img`` by the camera x ~ R X + t."""
+    p = obj @ R.T + np.ravel(t)
     with np.errstate(divide="ignore", invalid="ignore"):
         err = np.linalg.norm(p[:, :2] / p[:, 2:] - img, axis=1)
     return np.where(p[:, 2] > 0, err, np.inf)
+
+
+def _pnp_errors(obj: np.ndarray, img: np.ndarray, rvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
+    return _pose_errors(obj, img, cv2.Rodrigues(rvec)[0], tvec)
 
 
 def _register(rec: _Reconstruction, k: int, ref: int, min_points: int, min_angle: float) -> None:
@@ -302,7 +306,7 @@ def _register(rec: _Reconstruction, k: int, ref: int, min_points: int, min_angle
 def _translation_given_points(obj: np.ndarray, img: np.ndarray, R: np.ndarray, threshold: float
                               ) -> tuple[np.ndarray, np.ndarray]:
     """Camera translation t with x ~ R X + t for a known rotation: two linear equations per point; least
-    squares with two rounds of outlier rejection. Returns t and the inlier indices."""
+    squares with outlier rejection. Returns t and the inlier indices."""
     RX = obj @ R.T
     u, v = img[:, 0], img[:, 1]
     A = np.concatenate([np.c_[-np.ones_like(u), np.zeros_like(u), u], np.c_[np.zeros_like(v), -np.ones_like(v), v]])
@@ -310,11 +314,10 @@ def _translation_given_points(obj: np.ndarray, img: np.ndarray, R: np.ndarray, t
     keep = np.ones(len(obj), bool)
     for _ in range(3):
         t = np.linalg.lstsq(A[np.r_[keep, keep]], b[np.r_[keep, keep]], rcond=None)[0]
-        keep = _pnp_errors(obj, img, np.zeros(3), np.zeros(3) + 0.0, R=R, t=t) < 2.0 * threshold
+        keep = _pose_errors(obj, img, R, t) < 2.0 * threshold
         if keep.sum() < 3:
             break
-    inl = np.flatnonzero(_pnp_errors(obj, img, np.zeros(3), np.zeros(3), R=R, t=t) < threshold)
-    return t, inl
+    return t, np.flatnonzero(_pose_errors(obj, img, R, t) < threshold)
 
 
 def _normalize_scale(rec: _Reconstruction) -> None:
@@ -355,10 +358,13 @@ def solve_visual_sfm(frames: Sequence[FeatureFrame], min_parallax_px: float = 20
                      focal_px: float = DEFAULT_FOCAL_PX, relative_rotations: np.ndarray | None = None,
                      inlier_threshold_px: float = 3.0, min_points: int = 20,
                      min_triangulation_angle_deg: float = 0.5, max_rotation_prior_deg: float = 2.0,
-                     gyro_bias_bound: float = 0.1,
-                     ba_iterations: int = 10, max_pair_trials: int = 5, final_ba: bool = True
-                     ) -> tuple[SfmResult | None, str]:
-    """:func:`visual_sfm` that also says why it failed: ``(result, "")`` or ``(None, reason)``."""
+                     gyro_bias_bound: float = 0.1, ba_iterations: int = 10, max_pair_trials: int = 5,
+                     final_ba: bool = True) -> tuple[SfmResult | None, str]:
+    """:func:`visual_sfm` that also says why it failed: ``(result, "")`` or ``(None, reason)``.
+
+    ``inlier_threshold_px``: reprojection/RANSAC threshold; ``min_points``: points the result needs;
+    ``final_ba=False`` skips the last BA (when a visual-gyro BA follows anyway).
+    """
     for f in frames:
         if f.camera != 0 or not f.normalized:
             raise ValueError("visual_sfm needs cam0 tracks in undistorted normalized coordinates")
@@ -478,7 +484,8 @@ def visual_sfm(frames: Sequence[FeatureFrame], min_parallax_px: float = 20.0,
     ``min_parallax_px``: median rotation-compensated parallax the starting pair must have; ``focal_px``
     converts pixel thresholds to normalized units. ``relative_rotations`` (n-1, 3, 3), optional: gyro
     rotations R_Ck_Ck+1 between consecutive frames, used to reject the wrong essential-matrix or PnP
-    solution (``max_rotation_prior_deg``, allow for an unknown gyro bias).
+    solution; a visual rotation may differ from them by ``max_rotation_prior_deg`` plus the drift of a gyro
+    bias up to ``gyro_bias_bound`` [rad/s] (the bias is not known yet).
     """
     result, reason = solve_visual_sfm(frames, min_parallax_px, focal_px, **options)
     if result is None:

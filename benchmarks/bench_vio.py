@@ -104,8 +104,9 @@ def main() -> None:
                                    max_seconds=args.seconds)
             drift = f"{end_drift_percent(summary.out, seq.ground_truth()):.2f}" if "loop" in name else ""
             row(name, mode, summary, drift=drift)
-    Console().print(table)
-    Console().print(f"run folders: {out}")
+    console = Console(width=200)
+    console.print(table)
+    console.print(f"run folders: {out}")
 
 
 if __name__ == "__main__":
