@@ -20,7 +20,6 @@ re-initializes from the last good pose so the trajectory stays continuous; the g
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 import gtsam
@@ -133,7 +132,6 @@ class VioBackend:
         self._next_landmark = 0
         self._t0_ns: int | None = None
         self.gaps: list[tuple[int, int]] = []  # (last good stamp, re-initialized stamp)
-        self.timing_ms: dict[str, float] = {}
         self.n_resets = 0
         self._anchor: _Keyframe | None = None  # the last good keyframe: re-initialization continues from it
         self._map: dict[int, np.ndarray] = {}  # track id -> last estimate, kept after marginalization
@@ -325,7 +323,7 @@ class VioBackend:
         A failed attempt (too little motion or parallax, a check that did not pass) slides the window on and
         tries again with the next frames instead of accepting a doubtful start.
         """
-        from .vi_init import initialize_mono_inertial
+        from .vi_init import initialize_mono
 
         c = self.config
         if self._init_window and t_ns - self._init_window[-1][0] < c.mono_init_spacing_s * 1e9:
@@ -334,10 +332,7 @@ class VioBackend:
         if len(self._init_window) < c.mono_init_frames:
             return None
         window = self._init_window
-        imu_t, imu_data = self.imu.window(window[0][0] - int(0.02e9), t_ns + int(0.02e9))
-        frames = [FeatureFrame(t, 0, *f[0]) for t, f in window if 0 in f]
-        result = initialize_mono_inertial(frames, (imu_t, imu_data[:, :3], imu_data[:, 3:]), self.T_B_C[0],
-                                          focal_px=self.focal)
+        result = initialize_mono(window, self.T_B_C[0], self.imu, self.focal)
         if not result.success:
             log.info("monocular initialization at %.2f s not accepted: %s", self._stamp(t_ns), result.reason)
             self._init_window = window[len(window) // 4:]
@@ -361,7 +356,6 @@ class VioBackend:
     # ------------------------------------------------------------------ keyframes
     def _add_keyframe(self, t_ns: int, feats, prior=None) -> StateEstimate:
         c = self.config
-        start = time.perf_counter()
         i = self._next_kf
         self._next_kf += 1
         graph, values, stamps = gtsam.NonlinearFactorGraph(), gtsam.Values(), {}
@@ -407,7 +401,6 @@ class VioBackend:
         kf = _Keyframe(i, t_ns, T_W_B, np.asarray(v_W, float), bias, feats, still)
         self._kfs.append(kf)
         new_factors = self._visual_factors(kf, graph, values, stamps)
-        t_build = time.perf_counter()
         try:
             self._smoother.update(graph, values, stamps, self._pending_removal)
             indices = list(self._smoother.getISAM2Result().getNewFactorsIndices())
@@ -424,7 +417,6 @@ class VioBackend:
                 self._refresh()
         except RuntimeError as error:  # gtsam: indeterminant system, cheirality, ...
             return self._reset(t_ns, f"optimization failed: {error}")
-        t_solve = time.perf_counter()
         n_obs = self._count_known(feats)
         if n_obs >= c.min_landmarks or kf.still or prior is not None:
             self._last_seen_ns = t_ns
@@ -433,7 +425,6 @@ class VioBackend:
         few = len(feats.get(0, ((),))[0]) < c.min_landmarks or t_ns - self._last_seen_ns > c.lost_s * 1e9
         self._lost = self._lost + 1 if few else 0
         problem = self._health(kf)
-        self.timing_ms = {"backend_build": 1000 * (t_build - start), "backend_solve": 1000 * (t_solve - t_build)}
         if problem:
             return self._reset(t_ns, problem)
         self._anchor = kf
