@@ -250,6 +250,10 @@ def demo(
     _print_run(summary, f"demo: {preset}, {seconds:g} s, stereo-inertial")
 
 
+# Command groups kept in their own modules; importing one adds its commands to `app`.
+from slam import cli_live, cli_train  # noqa: E402,F401
+
+
 def main() -> None:
     app()
 

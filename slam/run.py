@@ -9,6 +9,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from slam.messages import CameraFrame, DataError, FeatureFrame
 from slam.pipeline import Pipeline, PipelineConfig
@@ -38,8 +39,12 @@ def _frame_total(sequence) -> int | None:
 
 
 def run_sequence(sequence, config: PipelineConfig, out: str | Path, progress: bool = True,
-                 max_seconds: float | None = None) -> RunSummary:
-    """Estimate the trajectory of ``sequence`` and write every result file into ``out``."""
+                 max_seconds: float | None = None, observers: Sequence = ()) -> RunSummary:
+    """Estimate the trajectory of ``sequence`` and write every result file into ``out``.
+
+    ``observers``: callables ``(state, pipeline)`` called after every estimate (a live 3-D view, a pose
+    stream); an observer with a ``close()`` method has it called at the end.
+    """
     from slam.config import dump_yaml
 
     out = Path(out)
@@ -66,6 +71,8 @@ def run_sequence(sequence, config: PipelineConfig, out: str | Path, progress: bo
             if state is not None:
                 writer.add(state)
                 frames += 1
+                for observe in observers:
+                    observe(state, pipeline)
                 if bar is not None:
                     bar.advance(state)
         state = pipeline.finish()
@@ -78,6 +85,9 @@ def run_sequence(sequence, config: PipelineConfig, out: str | Path, progress: bo
     finally:
         if bar is not None:
             bar.close()
+        for observer in observers:
+            if hasattr(observer, "close"):
+                observer.close()
         wall = time.perf_counter() - start
         writer.flush()
         ids, points = pipeline.backend.map_points()
