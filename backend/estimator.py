@@ -30,6 +30,7 @@ from slam.messages import Calibration, FeatureFrame, ImuSample, StateEstimate
 
 from .imu import ImuBuffer, ImuNoiseConfig, preintegration_params
 from .triangulation import max_parallax, project, reprojection_px, triangulate_stereo, triangulate_views
+from .vi_init import gravity_aligned_rotation
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ class BackendConfig:
     max_accel_bias: float = 2.0  # m/s^2
     max_imu_gap_s: float = 1.0  # a longer IMU gap between keyframes resets
     bridge_s: float = 3.0  # after a loss this short, restart from the IMU-propagated last good state
+    # A PnP correction of the IMU prediction larger than this is a wrong solution (a planar scene has a
+    # mirrored one behind the camera), not a wrong prediction.
+    pnp_max_shift_m: float = 1.0
+    pnp_max_turn_deg: float = 10.0
+    max_outlier_fraction: float = 0.5  # more of the window's visual factors disagreeing -> the estimate is wrong
     mono_init_frames: int = 16  # frames gathered for the monocular visual-inertial alignment
     mono_init_spacing_s: float = 0.25  # ... at least this far apart (a 4 s window: scale needs acceleration)
     imu: ImuNoiseConfig = field(default_factory=ImuNoiseConfig)
@@ -97,16 +103,10 @@ def _bias(b) -> gtsam.imuBias.ConstantBias:
     return gtsam.imuBias.ConstantBias(np.asarray(b[3:], float), np.asarray(b[:3], float))  # (accel, gyro)
 
 
-def gravity_aligned_rotation(accel_mean: np.ndarray, yaw: float = 0.0) -> np.ndarray:
-    """R_W_B whose world z is up, from the specific force measured at rest (it points up in the body)."""
-    up_B = accel_mean / np.linalg.norm(accel_mean)
-    z = np.array([0.0, 0.0, 1.0])
-    axis = np.cross(up_B, z)
-    s, c = np.linalg.norm(axis), float(up_B @ z)
-    R = gtsam.Rot3.Expmap(axis / s * np.arctan2(s, c)).matrix() if s > 1e-9 else (
-        np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0]))
-    current = np.arctan2(R[1, 0], R[0, 0])
-    return gtsam.Rot3.Rz(yaw - current).matrix() @ R
+def level_attitude(accel_mean: np.ndarray, yaw: float = 0.0) -> np.ndarray:
+    """R_W_B with world z up and heading ``yaw``, from the specific force measured at rest (it points up)."""
+    R = gravity_aligned_rotation(-np.asarray(accel_mean, float))
+    return gtsam.Rot3.Rz(yaw - np.arctan2(R[1, 0], R[0, 0])).matrix() @ R
 
 
 class VioBackend:
@@ -299,7 +299,7 @@ class VioBackend:
         if still_s >= c.static_init_s:
             gyro, accel, _ = self.imu.mean(self._still_since_ns, t_ns)
             T = np.eye(4)
-            T[:3, :3] = gravity_aligned_rotation(accel, yaw0)
+            T[:3, :3] = level_attitude(accel, yaw0)
             T[:3, 3] = p0
             bias = np.concatenate([gyro, np.zeros(3)])
             return self._start(t_ns, feats, T, np.zeros(3), bias, rot_sigma=0.02, v_sigma=0.01,
@@ -309,7 +309,7 @@ class VioBackend:
         if self.stereo and moving and n_stereo >= c.min_landmarks:
             _, accel, _ = self.imu.mean(t_ns - int(0.5e9), t_ns)
             T = np.eye(4)
-            T[:3, :3] = gravity_aligned_rotation(accel, yaw0)
+            T[:3, :3] = level_attitude(accel, yaw0)
             T[:3, 3] = p0
             return self._start(t_ns, feats, T, np.zeros(3), np.zeros(6), rot_sigma=0.1, v_sigma=2.0,
                                gyro_bias_sigma=0.1, status="stereo")
@@ -409,6 +409,9 @@ class VioBackend:
                 self._factors[indices[position]] = meta
             self._refresh()
             removal = self._find_outliers(kf)
+            if len(removal) > max(20, c.max_outlier_fraction * len(self._factors)):
+                return self._reset(t_ns, f"{len(removal)} of {len(self._factors)} landmark observations disagree "
+                                         "with the estimate")
             for _ in range(c.extra_iterations):
                 self._smoother.update(gtsam.NonlinearFactorGraph(), gtsam.Values(), {}, removal)
                 for idx in removal:
@@ -548,7 +551,14 @@ class VioBackend:
             return T_W_B
         T_C_W = np.eye(4)
         T_C_W[:3, :3], T_C_W[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.ravel()
-        return np.linalg.inv(T_C_W) @ np.linalg.inv(self.T_B_C[0])
+        depth = points[inliers.ravel()] @ T_C_W[2, :3] + T_C_W[2, 3]
+        refined = np.linalg.inv(T_C_W) @ np.linalg.inv(self.T_B_C[0])
+        shift = np.linalg.norm(refined[:3, 3] - T_W_B[:3, 3])
+        turn = np.degrees(np.linalg.norm(gtsam.Rot3.Logmap(gtsam.Rot3(T_W_B[:3, :3].T @ refined[:3, :3]))))
+        if np.any(depth <= self.config.min_depth_m) or shift > self.config.pnp_max_shift_m or \
+                turn > self.config.pnp_max_turn_deg:
+            return T_W_B
+        return refined
 
     def _triangulate(self, tr: _Track, kf: _Keyframe, by_index) -> np.ndarray | None:
         c = self.config

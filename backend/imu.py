@@ -28,7 +28,8 @@ class ImuNoiseConfig:
 
     noise_scale: float = 1.0  # white noise of gyro and accelerometer
     walk_scale: float = 1.0  # bias random walk
-    integration_sigma: float = 1e-4  # position integration error [m/sqrt(s)]
+    # position integration error [m/sqrt(s)]; 1e-4 made the window so stiff that Cholesky failed (hall_loop)
+    integration_sigma: float = 1e-3
 
 
 def preintegration_params(imu: ImuCalibration, config: ImuNoiseConfig) -> gtsam.PreintegrationCombinedParams:

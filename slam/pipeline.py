@@ -160,9 +160,9 @@ class Pipeline:
         return state
 
     def _camera_rotation(self, t_ns: int) -> np.ndarray | None:
-        """R_Ckf_Ccur from the last keyframe to now, by IMU propagation (None without an IMU)."""
+        """R_Ckf_Ccur from the last keyframe to now: IMU propagation, or constant velocity without an IMU."""
         kf = self.backend.last_keyframe
-        if kf is None or not self.config.use_imu:
+        if kf is None:
             return None
         now = self.backend.predict(t_ns)
         R_kf_cur = kf.T_W_B[:3, :3].T @ now.T_W_B[:3, :3]
