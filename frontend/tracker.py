@@ -157,6 +157,11 @@ class FeatureTracker:
         self.last_pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # ----------------------------------------------------------------------------------------- public
+    @property
+    def last_image(self) -> np.ndarray | None:
+        """The last cam0 image tracked (for viewers: draw ``last_pixels`` on it)."""
+        return self._prev_image
+
 
     def process(self, frame: CameraFrame, R_Bprev_Bcur: np.ndarray | None = None) -> list[FeatureFrame]:
         """Track ``frame``; returns [cam0 FeatureFrame] plus a cam1 FeatureFrame when stereo is on.

@@ -216,9 +216,12 @@ def run(
     imu_calib: Annotated[Optional[Path], typer.Option(help="Kalibr IMU YAML.")] = None,
     gt: Annotated[Optional[Path], typer.Option(help="Ground-truth file (TUM or EuRoC CSV) for metrics.")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Stop after this much of the sequence.")] = None,
+    no_viz: Annotated[bool, typer.Option("--no-viz", help="Skip the plots, report and recording at the "
+                                                          "end (see slam viz).")] = False,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Stream to a Rerun viewer while running.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ):
-    """Estimate the trajectory of a recorded sequence; write trajectory, keyframes, map, metrics, timing."""
+    """Estimate the trajectory of a recorded sequence; write trajectory, keyframes, map, metrics, timing, then plots."""
     from slam.datasets import open_sequence
     from slam.pipeline import load_pipeline_config
     from slam.run import run_sequence
@@ -226,12 +229,15 @@ def run(
     _setup_logging(verbose)
     pipeline_config = load_pipeline_config(config, set_ or [])
     seq = open_sequence(sequence, fmt=fmt, calib=calib, imu_calib=imu_calib, ground_truth=gt)
+    observers = [_rerun_stream(seq)] if rerun else []
     try:
-        summary = run_sequence(seq, pipeline_config, out, max_seconds=seconds)
+        summary = run_sequence(seq, pipeline_config, out, max_seconds=seconds, observers=observers)
     except KeyboardInterrupt:
         _console().print(f"interrupted; results so far are in {out}")
         raise typer.Exit(130) from None
     _print_run(summary, f"{seq.path} ({pipeline_config.mode})")
+    if not no_viz:
+        _visualize_after_run(out, gt)
 
 
 @app.command()
@@ -241,6 +247,7 @@ def demo(
     seconds: Annotated[float, typer.Option(help="Length of the generated sequence.")] = 20.0,
     preset: Annotated[str, typer.Option(help="Synthetic preset: room_mav, room_handheld, hall_loop.")] = "room_mav",
     seed: Annotated[int, typer.Option(help="Random seed of the generated sequence.")] = 0,
+    no_viz: Annotated[bool, typer.Option("--no-viz", help="Skip the plots, report and recording.")] = False,
 ):
     """Generate a synthetic stereo-inertial sequence (no data needed), run the estimator on it, print its ATE."""
     from slam.run import demo as run_demo
@@ -248,6 +255,105 @@ def demo(
     _setup_logging(False)
     summary = run_demo(out, seconds=seconds, preset=preset, seed=seed)
     _print_run(summary, f"demo: {preset}, {seconds:g} s, stereo-inertial")
+    if not no_viz:
+        _visualize_after_run(summary.out, None)
+
+
+def _rerun_stream(seq):
+    """A live Rerun view of ``seq`` (its ground truth drawn when it has one)."""
+    from slam.messages import DataError
+    from slam.viz.rerun_view import RerunStream
+
+    try:
+        ground_truth = seq.ground_truth()
+    except DataError:
+        ground_truth = None
+    return RerunStream(spawn=True, ground_truth=ground_truth, calibration=seq.calibration)
+
+
+def _visualize_after_run(run_dir: Path, gt: Optional[Path]) -> None:
+    """slam viz at the end of a run: a failure only warns, the run's results are already written."""
+    try:
+        with _console().status("writing plots, report and recording"):
+            from slam.viz import visualize_run
+
+            result = visualize_run(run_dir, gt=gt)
+    except Exception as exc:  # noqa: BLE001 - never lose a finished run to a plotting problem
+        _console().print(f"[yellow]warning:[/] visualization failed ({type(exc).__name__}: {exc}); "
+                         f"results are in {run_dir}; retry with: slam viz {run_dir}", highlight=False)
+        return
+    _print_viz(result)
+
+
+def _print_viz(result) -> None:
+    from rich.markup import escape
+
+    console = _console()
+    if result.report is not None:
+        console.print(f"report: {result.report}", highlight=False, soft_wrap=True)
+    names = ", ".join(result.plots) or "none"
+    console.print(f"plots: {result.run_dir / 'plots'} ({names})", highlight=False, soft_wrap=True)
+    for path in result.written:
+        if path.suffix != ".png" or path.parent.name != "plots":
+            if path != result.report:
+                console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    for problem in result.problems:
+        console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_fail_on_data_error
+def viz(
+    run_dir: Annotated[Path, typer.Argument(help="Result folder of slam run.")],
+    gt: Annotated[Optional[Path], typer.Option(help="Ground truth (TUM/EuRoC file or sequence folder); default: "
+                                                    "the one in metrics.json.")] = None,
+    no_rerun: Annotated[bool, typer.Option("--no-rerun", help="Skip the Rerun recording.")] = False,
+    no_map_render: Annotated[bool, typer.Option("--no-map-render", help="Export the map PLY but do not "
+                                                                        "render it.")] = False,
+):
+    """Plots, HTML report, Rerun recording and map (PLY, PNG) of a run folder; lists what is missing."""
+    from slam.viz import visualize_run
+
+    with _console().status(f"visualizing {run_dir}"):
+        result = visualize_run(run_dir, gt=gt, rerun=not no_rerun, map_render=not no_map_render)
+    _print_viz(result)
+
+
+@app.command()
+@_fail_on_data_error
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Result folders of slam run (two or more).")],
+    labels: Annotated[Optional[str], typer.Option(help="Comma-separated names, one per run (default: folder "
+                                                       "names).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for compare.png, compare.csv, compare.json.")] = Path(
+        "slam_compare"),
+    gt: Annotated[Optional[Path], typer.Option(help="Ground truth for every run (default: each run's "
+                                                    "metrics.json).")] = None,
+):
+    """Overlay several runs (methods, frontends, settings): one plot and one table."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from slam.viz import compare_runs
+
+    names = [x.strip() for x in labels.split(",")] if labels else None
+    result = compare_runs(runs, names, out, gt=gt)
+    table = Table(title=f"[bold]{len(result.rows)} runs", title_justify="left")
+    columns = {"label": "run", "mode": "mode", "frames_tracked": "tracked", "resets": "resets",
+               "ate_rmse_m": "ATE [m]", "ate_4dof_rmse_m": "ATE 4-DoF", "rpe_1m_trans_rmse_m": "RPE 1 m [m]",
+               "real_time_factor": "x real time"}
+    for column, header in columns.items():
+        table.add_column(header, justify="left" if column in ("label", "mode") else "right",
+                         no_wrap=column == "label")
+    for row in result.rows:
+        table.add_row(*(("-" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]))
+                        for c in columns))
+    console = _console()
+    console.print(table)
+    for path in result.written:
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    for problem in result.problems:
+        console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
 
 
 # Command groups kept in their own modules; importing one adds its commands to `app`.
