@@ -303,6 +303,7 @@ class StateEstimate:
     keyframe: bool = False
     status: str = "tracking"
     n_landmarks: int = 0  # landmarks observed in this frame that the estimator uses
+    n_features: int = 0  # features the frontend tracked in cam0 in this frame
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,6 +8,7 @@ Only the source differs between ``slam run`` and ``slam live``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -150,6 +151,8 @@ class Pipeline:
             keyframe = self.keyframes.is_keyframe(t_ns, cam0, self._camera_rotation(t_ns))
         t_kf = time.perf_counter()
         state = self.backend.add_frame(t_ns, features, keyframe)
+        if cam0 is not None:
+            state = dataclasses.replace(state, n_features=len(cam0.ids))
         if state.keyframe and cam0 is not None:
             self.keyframes.mark(t_ns, cam0)
         elif state.status == "reset":

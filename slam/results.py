@@ -24,7 +24,8 @@ from slam.geometry import rot_to_quat
 from slam.messages import StateEstimate, Trajectory
 from slam.trajectory_io import atomic_write_text, format_tum_line
 
-STATES_HEADER = ("t_ns,px,py,pz,qw,qx,qy,qz,vx,vy,vz,bgx,bgy,bgz,bax,bay,baz,keyframe,status,n_landmarks")
+STATES_HEADER = ("t_ns,px,py,pz,qw,qx,qy,qz,vx,vy,vz,bgx,bgy,bgz,bax,bay,baz,keyframe,status,n_landmarks,"
+                 "n_features")
 TRACKED = ("tracking",)
 
 
@@ -50,7 +51,7 @@ class ResultWriter:
             self.estimates.append(state)
         values = np.concatenate([p, q, state.v_W, state.bias_gyro, state.bias_accel])
         self.states.append(f"{state.t_ns}," + ",".join(f"{x:.9g}" for x in values)
-                           + f",{int(state.keyframe)},{state.status},{state.n_landmarks}")
+                           + f",{int(state.keyframe)},{state.status},{state.n_landmarks},{state.n_features}")
         if time.monotonic() - self._last_flush > self.flush_every_s:
             self.flush()
 

@@ -54,6 +54,10 @@ def test_run_writes_every_result_file(room, tmp_path):
     assert metrics["map_points"] > 100
     timing = json.loads((tmp_path / "timing.json").read_text())
     assert {"frontend", "backend"} <= set(timing["stages_ms_per_frame"])
+    states = np.genfromtxt(tmp_path / "states.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    tracked = states["status"] == "tracking"
+    assert np.all(states["n_features"][tracked] >= states["n_landmarks"][tracked])
+    assert np.median(states["n_features"][tracked]) > 100  # the tracker keeps ~150 features
     assert load_pipeline_config(tmp_path / "config.yaml").mode == "stereo_inertial"  # the resolved config reloads
 
 
