@@ -61,7 +61,7 @@ class BackendConfig:
     max_speed_mps: float = 15.0
     max_gyro_bias: float = 0.5  # rad/s
     max_accel_bias: float = 2.0  # m/s^2
-    max_imu_gap_s: float = 1.0  # a longer IMU gap between keyframes resets
+    max_imu_gap_s: float = 0.5  # a longer IMU silence resets (shorter ones are bridged by interpolation)
     bridge_s: float = 3.0  # after a loss this short, restart from the IMU-propagated last good state
     # A PnP correction of the IMU prediction larger than this is a wrong solution (a planar scene has a
     # mirrored one behind the camera), not a wrong prediction.
@@ -176,9 +176,9 @@ class VioBackend:
         kf = self.last_keyframe
         if kf is None:
             return None
-        if not self.use_imu:
+        if not self.use_imu or self._imu_missing(kf.t_ns, t_ns):
             T = self._constant_velocity(t_ns)
-            return StateEstimate(t_ns, T, kf.v_W, np.zeros(3), np.zeros(3), status="propagated")
+            return StateEstimate(t_ns, T, kf.v_W, kf.bias.gyroscope(), kf.bias.accelerometer(), status="propagated")
         nav, _ = self._propagate(kf, t_ns)
         b = kf.bias
         return StateEstimate(t_ns, nav.pose().matrix(), nav.velocity(), b.gyroscope(), b.accelerometer(),
@@ -194,9 +194,6 @@ class VioBackend:
         if not self._kfs:
             return self._initialize(t_ns, feats)
         kf = self._kfs[-1]
-        if self.use_imu and t_ns - kf.t_ns > self.config.max_imu_gap_s * 1e9 and \
-                not self.imu.covers(kf.t_ns, t_ns):
-            return self._reset(t_ns, "IMU data missing between keyframes")
         if not keyframe and not self._needs_keyframe(t_ns):
             state = self.predict(t_ns)
             return StateEstimate(t_ns, state.T_W_B, state.v_W, state.bias_gyro, state.bias_accel, False,
@@ -250,6 +247,12 @@ class VioBackend:
             self._still_anchor = cam0
         self._prev_frame = cam0
 
+    def _imu_missing(self, t0_ns: int, t1_ns: int) -> bool:
+        """The IMU went silent for longer than ``max_imu_gap_s`` somewhere in [t0, t1]. Integrating across the
+        hole would invent the motion, so the keyframes carry on visually (a constant-velocity motion prior;
+        the landmarks in the window hold the scale, also with one camera) until the IMU is back."""
+        return self.use_imu and self.imu.largest_gap_ns(t0_ns, t1_ns) > self.config.max_imu_gap_s * 1e9
+
     def _needs_keyframe(self, t_ns: int) -> bool:
         """Keep standstills anchored: a keyframe at least every half second."""
         return t_ns - self._kfs[-1].t_ns > 0.5e9
@@ -288,7 +291,8 @@ class VioBackend:
             return self._start(t_ns, feats, T, np.zeros(3), np.zeros(6), rot_sigma=1e-3, v_sigma=None)
         if not self.imu.covers(t_ns - int(0.2e9), t_ns):
             return waiting
-        if anchor is not None and t_ns - anchor.t_ns < c.bridge_s * 1e9 and self.imu.covers(anchor.t_ns, t_ns):
+        if anchor is not None and t_ns - anchor.t_ns < c.bridge_s * 1e9 and self.imu.covers(anchor.t_ns, t_ns) \
+                and self.imu.largest_gap_ns(anchor.t_ns, t_ns) <= c.max_imu_gap_s * 1e9:
             # a short loss: the IMU carries the last good state across it, so the trajectory stays continuous
             nav, _ = self._propagate(anchor, t_ns)
             b = anchor.bias
@@ -374,7 +378,14 @@ class VioBackend:
             prev = self._kfs[-1]
             still = (c.zero_velocity_updates and self._still_since_ns is not None
                      and self._still_since_ns <= prev.t_ns)
-            if self.use_imu:
+            if self._imu_missing(prev.t_ns, t_ns):
+                T_W_B, bias = self._constant_velocity(t_ns), prev.bias
+                v_W = (T_W_B[:3, 3] - prev.T_W_B[:3, 3]) / max((t_ns - prev.t_ns) * 1e-9, 1e-3)
+                self._motion_prior(graph, prev, i, T_W_B)
+                graph.add(gtsam.PriorFactorVector(V(i), v_W, gtsam.noiseModel.Isotropic.Sigma(3, 1.0)))
+                graph.add(gtsam.BetweenFactorConstantBias(B(prev.index), B(i), gtsam.imuBias.ConstantBias(),
+                                                          gtsam.noiseModel.Isotropic.Sigma(6, 1e-3)))
+            elif self.use_imu:
                 nav, pim = self._propagate(prev, t_ns)
                 T_W_B, v_W, bias = nav.pose().matrix(), nav.velocity(), prev.bias
                 graph.add(gtsam.CombinedImuFactor(X(prev.index), V(prev.index), X(i), V(i), B(prev.index), B(i),
@@ -383,9 +394,7 @@ class VioBackend:
                     graph.add(gtsam.PriorFactorVector(V(i), np.zeros(3), gtsam.noiseModel.Isotropic.Sigma(3, 0.01)))
             else:
                 T_W_B, v_W, bias = self._constant_velocity(t_ns), np.zeros(3), gtsam.imuBias.ConstantBias()
-                delta = gtsam.Pose3(np.linalg.inv(prev.T_W_B) @ T_W_B)
-                graph.add(gtsam.BetweenFactorPose3(X(prev.index), X(i), delta, gtsam.noiseModel.Diagonal.Sigmas(
-                    np.array([0.3] * 3 + [1.0] * 3))))
+                self._motion_prior(graph, prev, i, T_W_B)
             if still:
                 graph.add(gtsam.BetweenFactorPose3(X(prev.index), X(i), gtsam.Pose3(),
                                                    gtsam.noiseModel.Isotropic.Sigma(6, 1e-3)))
@@ -432,6 +441,13 @@ class VioBackend:
             return self._reset(t_ns, problem)
         self._anchor = kf
         return self._estimate(kf, "tracking", n_obs)
+
+    @staticmethod
+    def _motion_prior(graph, prev: _Keyframe, i: int, T_W_B: np.ndarray) -> None:
+        """Without IMU data: a weak constant-velocity prior between keyframes (vision does the rest)."""
+        delta = gtsam.Pose3(np.linalg.inv(prev.T_W_B) @ T_W_B)
+        graph.add(gtsam.BetweenFactorPose3(X(prev.index), X(i), delta, gtsam.noiseModel.Diagonal.Sigmas(
+            np.array([0.3] * 3 + [1.0] * 3))))
 
     def _health(self, kf: _Keyframe) -> str | None:
         c = self.config

@@ -89,6 +89,16 @@ class ImuBuffer:
         self._flush()
         return len(self.t_ns) > 0 and self.t_ns[0] <= t0_ns and self.t_ns[-1] >= t1_ns
 
+    def largest_gap_ns(self, t0_ns: int, t1_ns: int) -> int:
+        """Longest time without a sample in a hole that overlaps [t0, t1]; a hole counts in full (from the
+        last sample before ``t0``), and a buffer that stops short of ``t1`` counts up to ``t1``."""
+        self._flush()
+        i0 = int(np.searchsorted(self.t_ns, t0_ns, side="right")) - 1
+        i1 = int(np.searchsorted(self.t_ns, t1_ns, side="left")) + 1
+        head = [] if i0 >= 0 else [t0_ns]
+        stamps = np.concatenate([head, self.t_ns[max(i0, 0):i1], [t1_ns]]).astype(np.int64)
+        return int(np.max(np.diff(np.minimum(stamps, t1_ns))))
+
     def window(self, t0_ns: int, t1_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """(stamps, gyro|accel rows) of the samples inside [t0, t1]."""
         self._flush()

@@ -190,8 +190,8 @@ def _print_run(summary, title: str) -> None:
     table.add_row("frames", f"{m['frames']} ({m['frames_tracked']} tracked, {m['keyframes']} keyframes, "
                             f"{m['resets']} resets)")
     if "ate" in m:
-        table.add_row("ATE", f"{m['ate']['rmse']:.4f} m RMSE (SE3 aligned; 4-DoF {m['ate_4dof_rmse']:.4f} m) "
-                             f"over {m['path_length_m']:.1f} m")
+        dof4 = f"; 4-DoF {m['ate_4dof_rmse']:.4f} m" if "ate_4dof_rmse" in m else ""
+        table.add_row("ATE", f"{m['ate']['rmse']:.4f} m RMSE (SE3 aligned{dof4}) over {m['path_length_m']:.1f} m")
     else:
         table.add_row("ATE", "no ground truth")
     stages = ", ".join(f"{k} {v:.1f}" for k, v in t["stages_ms_per_frame"].items())

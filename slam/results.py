@@ -27,6 +27,7 @@ from slam.trajectory_io import atomic_write_text, format_tum_line
 STATES_HEADER = ("t_ns,px,py,pz,qw,qx,qy,qz,vx,vy,vz,bgx,bgy,bgz,bax,bay,baz,keyframe,status,n_landmarks,"
                  "n_features")
 TRACKED = ("tracking",)
+EMPTY_PLY = "ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
 
 
 class ResultWriter:
@@ -78,6 +79,8 @@ class ResultWriter:
         import open3d as o3d
 
         path = self.out / "map.ply"
+        if len(points) == 0:  # open3d refuses to write an empty cloud; a run that never tracked gets one too
+            return atomic_write_text(path, EMPTY_PLY)
         tmp = path.with_name(".map.partial.ply")
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, float).reshape(-1, 3)))
         o3d.io.write_point_cloud(str(tmp), cloud, write_ascii=False)

@@ -17,7 +17,6 @@ from slam.results import ResultWriter
 
 log = logging.getLogger(__name__)
 
-
 @dataclass
 class RunSummary:
     out: Path
@@ -38,6 +37,52 @@ def _frame_total(sequence) -> int | None:
         return None
 
 
+class RunRecorder:
+    """The result folder of one run, shared by offline (:func:`run_sequence`) and live (``slam.live``) runs:
+    ``config.yaml`` and ``run.log`` at the start, the incremental result files while estimating, and the
+    map, ``timing.json`` and ``metrics.json`` at the end."""
+
+    def __init__(self, out: str | Path, config: PipelineConfig, flush_every_s: float = 2.0):
+        from slam.config import dump_yaml
+
+        self.out = Path(out)
+        self.config = config
+        self.writer = ResultWriter(self.out, flush_every_s)
+        (self.out / "config.yaml").write_text(dump_yaml(config))
+        self._handler = logging.FileHandler(self.out / "run.log", mode="w")
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(self._handler)
+        logging.getLogger().setLevel(min(logging.getLogger().level or logging.INFO, logging.INFO))
+        self.frames = 0
+
+    def add(self, state, pipeline: Pipeline, observers: Sequence = ()) -> None:
+        self.writer.add(state)
+        self.frames += 1
+        for observe in observers:
+            observe(state, pipeline)
+
+    def close(self, pipeline: Pipeline, sequence, observers: Sequence, wall: float, duration: float,
+              interrupted: bool, extra_timing: dict | None = None, extra_metrics: dict | None = None) -> RunSummary:
+        """Close the observers and write every remaining file; ``sequence`` needs ``path`` and
+        ``ground_truth()`` (for ATE/RPE)."""
+        try:
+            for observer in observers:
+                if hasattr(observer, "close"):
+                    observer.close()
+            self.writer.flush()
+            ids, points = pipeline.backend.map_points()
+            self.writer.write_map(points)
+            timing = {**_timing(pipeline, wall, duration, self.frames), **(extra_timing or {})}
+            self.writer.write_json("timing.json", timing)
+            metrics = {**_metrics(sequence, self.config, self.writer, pipeline, self.frames, duration, interrupted,
+                                  len(points)), **(extra_metrics or {})}
+            self.writer.write_json("metrics.json", metrics)
+        finally:
+            logging.getLogger().removeHandler(self._handler)
+            self._handler.close()
+        return RunSummary(self.out, metrics, timing)
+
+
 def run_sequence(sequence, config: PipelineConfig, out: str | Path, progress: bool = True,
                  max_seconds: float | None = None, observers: Sequence = ()) -> RunSummary:
     """Estimate the trajectory of ``sequence`` and write every result file into ``out``.
@@ -45,18 +90,9 @@ def run_sequence(sequence, config: PipelineConfig, out: str | Path, progress: bo
     ``observers``: callables ``(state, pipeline)`` called after every estimate (a live 3-D view, a pose
     stream); an observer with a ``close()`` method has it called at the end.
     """
-    from slam.config import dump_yaml
-
-    out = Path(out)
-    writer = ResultWriter(out)
-    (out / "config.yaml").write_text(dump_yaml(config))
-    handler = logging.FileHandler(out / "run.log", mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(min(logging.getLogger().level or logging.INFO, logging.INFO))
+    recorder = RunRecorder(out, config)
     pipeline = Pipeline(sequence.calibration, config)
     first_ns = last_ns = None
-    frames = 0
     start = time.perf_counter()
     interrupted = False
     bar = _progress(progress, _frame_total(sequence), sequence)
@@ -69,39 +105,24 @@ def run_sequence(sequence, config: PipelineConfig, out: str | Path, progress: bo
                 last_ns = message.t_ns
             state = pipeline.process(message)
             if state is not None:
-                writer.add(state)
-                frames += 1
-                for observe in observers:
-                    observe(state, pipeline)
+                recorder.add(state, pipeline, observers)
                 if bar is not None:
                     bar.advance(state)
         state = pipeline.finish()
         if state is not None:
-            writer.add(state)
-            frames += 1
+            recorder.add(state, pipeline)
     except KeyboardInterrupt:
         interrupted = True
         log.warning("interrupted: writing what was estimated so far")
     finally:
         if bar is not None:
             bar.close()
-        for observer in observers:
-            if hasattr(observer, "close"):
-                observer.close()
         wall = time.perf_counter() - start
-        writer.flush()
-        ids, points = pipeline.backend.map_points()
-        writer.write_map(points)
         duration = (last_ns - first_ns) * 1e-9 if first_ns is not None and last_ns is not None else 0.0
-        timing = _timing(pipeline, wall, duration, frames)
-        writer.write_json("timing.json", timing)
-        metrics = _metrics(sequence, config, writer, pipeline, frames, duration, interrupted, len(points))
-        writer.write_json("metrics.json", metrics)
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+        summary = recorder.close(pipeline, sequence, observers, wall, duration, interrupted)
     if interrupted:
         raise KeyboardInterrupt
-    return RunSummary(out, metrics, timing)
+    return summary
 
 
 def _timing(pipeline: Pipeline, wall: float, duration: float, frames: int) -> dict:
@@ -131,7 +152,8 @@ def _metrics(sequence, config, writer: ResultWriter, pipeline: Pipeline, frames:
         try:
             result = evaluate(traj, gt, align="se3")
             metrics.update({k: result[k] for k in ("ate", "rpe", "alignment", "n_matched", "path_length_m")})
-            metrics["ate_4dof_rmse"] = evaluate(traj, gt, align="4dof")["ate"]["rmse"]
+            if config.use_imu:  # 4-DoF alignment assumes gravity is known: meaningless for visual odometry
+                metrics["ate_4dof_rmse"] = evaluate(traj, gt, align="4dof")["ate"]["rmse"]
             metrics["ground_truth"] = str(getattr(sequence, "ground_truth_path", "") or "")
         except DataError as exc:
             log.warning("evaluation skipped: %s", exc)

@@ -106,6 +106,33 @@ def test_imu_gap_and_missing_frames_do_not_break_tracking():
     assert states[-1].status == "tracking"
 
 
+def test_long_imu_silence_is_tracked_visually():
+    """1.5 s without IMU data: integrating across the hole would invent the motion. The estimator tracks
+    through it visually (the window's landmarks keep the scale, also with one camera) and takes the IMU
+    back when it returns."""
+    for stereo, preset in ((True, "stereo_inertial"), (False, "mono_inertial")):
+        calib, messages, gt = feature_stream(seconds=14.0, stereo=stereo, seed=7)
+        t0 = messages[0].t_ns
+        kept = [m for m in messages if not (isinstance(m, ImuSample) and 5.0 < (m.t_ns - t0) * 1e-9 < 6.5)]
+        pipeline, states = run_stream(calib, kept, preset)
+        assert states[-1].status == "tracking"
+        assert pipeline.backend.n_resets == 0
+        result = evaluate(trajectory(states), gt, align="se3")
+        assert result["ate"]["rmse"] < (0.05 if stereo else 0.4), (preset, result["ate"])  # mono: 0.25 m drift
+
+
+def test_imu_buffer_largest_gap():
+    from slam.backend.imu import ImuBuffer
+
+    buffer = ImuBuffer()
+    for t in [0, 5, 10, 300, 305]:
+        buffer.add(ImuSample(t * 1_000_000, np.zeros(3), np.array([0.0, 0.0, 9.81])))
+    assert buffer.largest_gap_ns(0, 305_000_000) == 290_000_000  # the hole inside
+    assert buffer.largest_gap_ns(0, 10_000_000) == 5_000_000
+    assert buffer.largest_gap_ns(200_000_000, 300_000_000) == 290_000_000  # the whole hole, not its tail
+    assert buffer.largest_gap_ns(300_000_000, 400_000_000) == 95_000_000  # the buffer stops short of t1
+
+
 def test_lost_features_reset_and_recover_continuously():
     calib, messages, gt = feature_stream(seconds=12.0, stereo=True, seed=6)
     t0 = messages[0].t_ns
