@@ -193,7 +193,6 @@ class VioBackend:
         self._update_standstill(t_ns, features)
         if not self._kfs:
             return self._initialize(t_ns, feats)
-        kf = self._kfs[-1]
         if not keyframe and not self._needs_keyframe(t_ns):
             state = self.predict(t_ns)
             return StateEstimate(t_ns, state.T_W_B, state.v_W, state.bias_gyro, state.bias_accel, False,
