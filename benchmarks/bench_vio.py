@@ -10,7 +10,7 @@ stereo-inertial ATE <= 0.03 m in the room, drift <= 0.5 % on the loop, mono with
 stereo-inertial >= 1.5x real time.
 
 Usage: python benchmarks/bench_vio.py [--sequences room_mav,hall_loop] [--modes stereo_inertial,mono_inertial]
-       [--seconds N] [--out DIR]
+       [--seconds N] [--out DIR] [--set tracker.extractor=learned ...]
 """
 
 from __future__ import annotations
@@ -62,11 +62,14 @@ def main() -> None:
     parser.add_argument("--modes", default="stereo_inertial,mono_inertial")
     parser.add_argument("--seconds", type=float, default=None, help="limit each synthetic run")
     parser.add_argument("--out", type=Path, default=None, help="keep the run folders here")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="override a setting of every run, e.g. tracker.extractor=learned (repeatable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_vio_"))
 
-    table = Table(title="VIO accuracy and speed (2-core CPU)")
+    table = Table(title="VIO accuracy and speed (2-core CPU)"
+                        + (f", {', '.join(args.overrides)}" if args.overrides else ""))
     for col in ("sequence", "mode", "frames", "tracked", "resets", "ATE se3 (m)", "ATE 4dof (m)", f"drift % ({DRIFT_SEGMENT_M:g} m)",
                 "gravity (deg)", "x real time", "frontend ms", "backend ms"):
         table.add_column(col, justify="right")
@@ -83,10 +86,12 @@ def main() -> None:
     if FEATURES.exists():
         seq = open_sequence(FEATURES, ground_truth=GT)
         row("euroc_V1_01 tracks (real)", "mono_inertial",
-            run_sequence(seq, load_pipeline_config("mono_inertial"), out / "features", progress=False))
+            run_sequence(seq, load_pipeline_config("mono_inertial", args.overrides), out / "features",
+                         progress=False))
     if MICRO.exists():
         seq = open_sequence(MICRO, ground_truth=GT)
-        summary = run_sequence(seq, load_pipeline_config("stereo_inertial"), out / "micro", progress=False)
+        summary = run_sequence(seq, load_pipeline_config("stereo_inertial", args.overrides), out / "micro",
+                               progress=False)
         gravity, wander = static_checks(summary.out, seq.ground_truth())
         row("euroc_V1_01 micro (real, still)", "stereo_inertial", summary, drift=f"{100 * wander:.1f} cm moved",
             gravity=f"{gravity:.2f}")
@@ -94,8 +99,8 @@ def main() -> None:
         path = ensure_sequence(name)
         for mode in args.modes.split(","):
             seq = open_sequence(path)
-            summary = run_sequence(seq, load_pipeline_config(mode), out / f"{name}_{mode}", progress=False,
-                                   max_seconds=args.seconds)
+            summary = run_sequence(seq, load_pipeline_config(mode, args.overrides), out / f"{name}_{mode}",
+                                   progress=False, max_seconds=args.seconds)
             row(name, mode, summary, drift=f"{drift_percent(summary.out, seq.ground_truth()):.2f}")
     console = Console(width=200)
     console.print(table)

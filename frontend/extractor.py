@@ -1,9 +1,10 @@
 """Pluggable keypoint extractors: the :class:`FeatureExtractor` protocol, Shi-Tomasi and FAST, and a registry.
 
-The tracker only calls ``detect``; a learned detector plugs in behind the same protocol (register it in
-``EXTRACTORS``). Both classical extractors bucket their candidates on a grid with the native
-:func:`select_keypoints`: strongest first, a few per cell, none closer than ``min_distance``. An even spread
-over the image conditions the pose estimate far better than the same number of features on one texture.
+The tracker only calls ``detect``; the learned detector (:mod:`slam.frontend.learned_extractor`, the net of
+``slam.learned``) plugs in behind the same protocol as ``learned``. All of them bucket their candidates on a
+grid with the native :func:`select_keypoints`: strongest first, a few per cell, none closer than
+``min_distance``. An even spread over the image conditions the pose estimate far better than the same
+number of features on one texture.
 """
 
 from __future__ import annotations
@@ -131,7 +132,11 @@ class FastExtractor:
         return _bucket(xy, score, image.shape, self.config, max_count)
 
 
-EXTRACTORS = {"shi_tomasi": (ShiTomasiExtractor, ShiTomasiConfig), "fast": (FastExtractor, FastConfig)}
+# Imported here, after the shared pieces it builds on are defined (it imports them from this module).
+from .learned_extractor import LearnedConfig, LearnedExtractor  # noqa: E402
+
+EXTRACTORS = {"shi_tomasi": (ShiTomasiExtractor, ShiTomasiConfig), "fast": (FastExtractor, FastConfig),
+              "learned": (LearnedExtractor, LearnedConfig)}
 
 
 def make_extractor(name: str = "shi_tomasi", **config) -> FeatureExtractor:

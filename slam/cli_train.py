@@ -1,5 +1,59 @@
-"""``slam train``: train the learned keypoint/descriptor net. Commands register on :data:`slam.cli.app`."""
+"""``slam train``: train the learned keypoint/descriptor net. Commands register on :data:`slam.cli.app`.
+
+The library function is :func:`slam.learned.train.train`; for several processes (torch DDP) launch
+``torchrun --nproc_per_node N -m slam.learned.train ...`` with the same options.
+"""
 
 from __future__ import annotations
 
-from slam.cli import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from slam.cli import _console, _fail_on_data_error, app
+
+
+def _ints(text: str, name: str, count: int) -> tuple[int, ...]:
+    from slam.messages import DataError
+
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise DataError(f"expected {count} comma-separated integers, got {text!r}", field=name) from None
+    if len(values) != count:
+        raise DataError(f"expected {count} comma-separated integers, got {text!r}", field=name)
+    return values
+
+
+@app.command()
+@_fail_on_data_error
+def train(
+    out: Annotated[Path, typer.Option(help="Run folder: log.jsonl, checkpoint.pt, weights.pt.")] = Path("runs/kpnet"),
+    images: Annotated[Optional[list[Path]], typer.Option(help="Folder of training photos, searched recursively "
+                                                              "(repeatable). Never the evaluation data.")] = None,
+    skimage: Annotated[bool, typer.Option(help="Also train on scikit-image's sample photos.")] = True,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 3000,
+    batch: Annotated[int, typer.Option(help="View pairs per step (per process under DDP).")] = 8,
+    crop: Annotated[str, typer.Option(help="Training view size 'height,width', multiples of 16.")] = "160,224",
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
+    channels: Annotated[str, typer.Option(help="Encoder widths at strides 2,4,8,16.")] = "8,16,32,64",
+    seed: Annotated[int, typer.Option(help="Random seed (weights and data; + rank under DDP).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    val_every: Annotated[int, typer.Option(help="Validate on held-out training images every N steps.")] = 500,
+    val_images: Annotated[int, typer.Option(help="Held-out images validated on (two warps each).")] = 16,
+    threads: Annotated[int, typer.Option(help="Torch CPU threads per process; 0: torch's default.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
+):
+    """Train the keypoint/descriptor net on homographic views of real photos (CPU or GPU); the defaults are
+    the recipe of the shipped weights (see learned/weights/MODEL_CARD.md)."""
+    from slam.learned.train import TrainConfig
+    from slam.learned.train import train as run_training
+
+    config = TrainConfig(out=str(out), images=[str(p) for p in images or []], skimage=skimage, steps=steps,
+                         batch=batch, crop=_ints(crop, "crop", 2), lr=lr, channels=_ints(channels, "channels", 4),
+                         seed=seed, device=device, val_every=val_every, val_images=val_images, threads=threads,
+                         resume=resume)
+    weights = run_training(config)
+    if weights is not None:
+        _console().print(f"weights: {weights}\nlog: {out / 'log.jsonl'}")

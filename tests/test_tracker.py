@@ -393,7 +393,7 @@ def test_extractors_respect_mask_count_and_spread(rendered, name, cls):
 
 
 def test_extractor_registry_rejects_unknown_names_and_options():
-    with pytest.raises(ValueError, match="unknown extractor 'sift'.*fast, shi_tomasi"):
+    with pytest.raises(ValueError, match="unknown extractor 'sift'.*fast, learned, shi_tomasi"):
         make_extractor("sift")
     with pytest.raises(ValueError, match="shi_tomasi"):
         make_extractor("shi_tomasi", threshold=3)

@@ -1,0 +1,62 @@
+"""The learned keypoint detector behind the :class:`~slam.frontend.extractor.FeatureExtractor` protocol.
+
+The net (``slam.learned``) proposes at most one keypoint per 8x8 cell, honouring the tracker's mask; the
+grid bucketing of the classical extractors then spreads them over the image. The tracker only detects to
+top up lost KLT tracks, so the net runs on the frames that need new features and KLT carries them in
+between. The descriptors of the last detection are kept (``last_features``) for matching and loop closure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .extractor import _EMPTY, GridConfig, _check_inputs
+from .keypoint_select import select_keypoints
+
+
+@dataclass(frozen=True)
+class LearnedConfig(GridConfig):
+    weights: str = ""  # weight file; "" for the weights shipped in slam/learned/weights
+    threshold: float = 0.005  # minimum keypoint probability
+    nms_radius: float = 4.0  # px
+    threads: int = 0  # torch CPU threads; 0 leaves torch's setting alone
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.threshold < 1:
+            raise ValueError(f"LearnedConfig.threshold must be in [0, 1), got {self.threshold!r}")
+        if not (isinstance(self.threads, int) and self.threads >= 0):
+            raise ValueError(f"LearnedConfig.threads must be an integer >= 0, got {self.threads!r}")
+
+
+class LearnedExtractor:
+    """Learned keypoints (net + per-cell NMS + top-k), grid-bucketed; descriptors in ``last_features``."""
+
+    name = "learned"
+
+    def __init__(self, config: LearnedConfig = LearnedConfig()):
+        import torch  # only when the learned frontend is chosen: the classical one starts without torch
+
+        from slam.learned.features import DetectorConfig, LearnedFeatures
+
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        detector = DetectorConfig(max_keypoints=0, threshold=config.threshold, nms_radius=config.nms_radius)
+        self.features = LearnedFeatures(config.weights or None, detector)
+        self.last_features = None
+
+    def detect(self, image, mask=None, max_count=200):
+        _check_inputs(image, mask, max_count)
+        if max_count == 0:
+            return _EMPTY
+        found = self.features(image, mask, max_count=0)  # every cell's keypoint, strongest first
+        c = self.config
+        keep = select_keypoints(found.xy, found.scores, image.shape[1], image.shape[0], c.cell_size,
+                                c.max_per_cell, c.min_distance, max_count)
+        from slam.learned.features import Features
+
+        self.last_features = Features(found.xy[keep], found.scores[keep], found.descriptors[keep])
+        return self.last_features.xy.astype(np.float32), self.last_features.scores.astype(np.float32)

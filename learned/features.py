@@ -1,0 +1,103 @@
+"""Learned keypoints and descriptors of an image: the net (channels_last), per-cell NMS + top-k, descriptors.
+
+    features = LearnedFeatures()                 # the shipped weights; LearnedFeatures("my.pt") for your own
+    f = features(image)                          # uint8 HxW -> Features(xy, scores, descriptors)
+    pairs = match_descriptors(f.descriptors, g.descriptors)   # slam.learned.matching
+
+The net sees the image padded (edge pixels repeated) to a multiple of 16; keypoints never lie in the padding.
+Descriptors are sampled bilinearly from the 1/8-resolution map (cell centres at 8 c + 3.5 px) and
+re-normalized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .keypoints import CELL, cell_nms
+from .model import MULTIPLE, InferenceGraph, NetConfig
+from .weights import load_weights
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    max_keypoints: int = 1024  # top-k after NMS; 0: all
+    threshold: float = 0.005  # minimum keypoint probability of a cell (1 - dustbin)
+    nms_radius: float = 4.0  # px; no two keypoints closer (only neighbouring cells are compared)
+    border: int = 4  # px; no keypoints this close to the edge (the corner layer replicates edge pixels)
+
+    def __post_init__(self):
+        if not (isinstance(self.max_keypoints, int) and self.max_keypoints >= 0):
+            raise ValueError(f"DetectorConfig.max_keypoints must be an integer >= 0, got {self.max_keypoints!r}")
+        if not 0 <= self.threshold < 1:
+            raise ValueError(f"DetectorConfig.threshold must be in [0, 1), got {self.threshold!r}")
+        if not 0 <= self.nms_radius <= 4 * CELL:
+            raise ValueError(f"DetectorConfig.nms_radius must be in [0, {4 * CELL}] px, got {self.nms_radius!r}")
+
+
+@dataclass(frozen=True)
+class Features:
+    xy: np.ndarray  # (N, 2) float32 pixels, x right, y down
+    scores: np.ndarray  # (N,) float32, descending
+    descriptors: np.ndarray  # (N, D) float32, unit length
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+
+def sample_descriptors(dense: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a (rows, cols, D) descriptor map at pixel ``xy``, re-normalized to unit length."""
+    rows, cols, dim = dense.shape
+    if len(xy) == 0:
+        return np.zeros((0, dim), np.float32)
+    u = np.clip((xy[:, 0] - (CELL - 1) / 2) / CELL, 0, cols - 1)
+    v = np.clip((xy[:, 1] - (CELL - 1) / 2) / CELL, 0, rows - 1)
+    u0 = np.minimum(np.floor(u).astype(np.int64), cols - 2) if cols > 1 else np.zeros(len(u), np.int64)
+    v0 = np.minimum(np.floor(v).astype(np.int64), rows - 2) if rows > 1 else np.zeros(len(v), np.int64)
+    u1, v1 = np.minimum(u0 + 1, cols - 1), np.minimum(v0 + 1, rows - 1)
+    fu, fv = (u - u0)[:, None].astype(np.float32), (v - v0)[:, None].astype(np.float32)
+    d = ((dense[v0, u0] * (1 - fu) + dense[v0, u1] * fu) * (1 - fv)
+         + (dense[v1, u0] * (1 - fu) + dense[v1, u1] * fu) * fv)
+    return (d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class LearnedFeatures:
+    """Keypoints + descriptors from the learned net; weights from ``weights`` (path) or the shipped file."""
+
+    def __init__(self, weights: str | Path | None = None, config: DetectorConfig = DetectorConfig(),
+                 expected: NetConfig | None = None):
+        net, self.metadata = load_weights(weights, expected)
+        self.config = config
+        # channels_last roughly halves the CPU time of the convolutions.
+        self.graph = InferenceGraph(net).eval().to(memory_format=torch.channels_last)
+
+    @property
+    def descriptor_dim(self) -> int:
+        return self.graph.net.config.descriptor_dim
+
+    def dense(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Net outputs of a uint8 HxW image: (rows, cols, 65) probabilities, (rows, cols, D) descriptors."""
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 2:
+            raise ValueError(f"image must be a uint8 HxW array, got {getattr(image, 'dtype', type(image))} "
+                             f"with shape {getattr(image, 'shape', None)}")
+        height, width = image.shape
+        x = torch.from_numpy(image).to(torch.float32).div_(255.0)[None, None]
+        pad_h, pad_w = -height % MULTIPLE, -width % MULTIPLE
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            prob, desc = self.graph(x)
+        return prob[0].permute(1, 2, 0).contiguous().numpy(), desc[0].permute(1, 2, 0).contiguous().numpy()
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None, max_count: int | None = None) -> Features:
+        """Keypoints (none where ``mask`` is 0), strongest first, at most ``max_count`` (default: config)."""
+        prob, desc = self.dense(image)
+        c = self.config
+        count = c.max_keypoints if max_count is None else max_count
+        xy, scores = cell_nms(prob, image.shape[1], image.shape[0], c.threshold, c.nms_radius, count, mask, c.border)
+        return Features(xy, scores, sample_descriptors(desc, xy))
