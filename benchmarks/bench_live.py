@@ -12,6 +12,7 @@ Issue targets: live ATE within 20 % of offline; capture-to-pose latency p95 <= 1
 flat over 5 minutes. The machine's load average is printed: other work on the two cores inflates latency.
 
 Usage: python benchmarks/bench_live.py [--sequence room_mav] [--seconds 40] [--minutes 5] [--frame-queue 2]
+       [--set backend.lag_s=2.5 ...]
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def start_replay(sequence: Path, seconds: float | None, loop: bool):
 
 
 def live_run(sequence: Path, out: Path, seconds: float | None, host_stamps: bool = False,
-             minutes: float | None = None, memory: list | None = None, frame_queue: int = 2):
+             minutes: float | None = None, memory: list | None = None, frame_queue: int = 2, overrides=()):
     seq = open_sequence(sequence)
     process, urls, imu = start_replay(sequence, seconds, loop=minutes is not None)
     source = open_live_source(urls, imu, seq.calibration, sensor_stamps=not host_stamps, give_up_s=5.0,
@@ -90,7 +91,7 @@ def live_run(sequence: Path, out: Path, seconds: float | None, host_stamps: bool
 
     threading.Thread(target=watch, daemon=True).start()
     try:
-        summary = run_live(source, seq.calibration, load_pipeline_config("stereo_inertial"), out,
+        summary = run_live(source, seq.calibration, load_pipeline_config("stereo_inertial", list(overrides)), out,
                            max_seconds=minutes * 60 if minutes else None, stop_event=stop,
                            ground_truth=None if minutes else seq.ground_truth_path)
     finally:
@@ -122,6 +123,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="looped replay this long, with memory")
     parser.add_argument("--frame-queue", type=int, default=2, help="images queued per camera (slam live's default)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="override an estimator setting of every run, e.g. backend.lag_s=2.5 (repeatable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sequence = ensure_sequence(args.sequence)
@@ -129,7 +132,8 @@ def main() -> None:
     load_before = os.getloadavg()
     table = Table(title=f"live vs offline on loopback: {args.sequence}"
                         f"{f' ({args.seconds:g} s)' if args.seconds else ''}, stereo-inertial, 1x replay, "
-                        f"{args.frame_queue} images queued per camera",
+                        f"{args.frame_queue} images queued per camera"
+                        + "".join(f", {o}" for o in args.overrides),
                   title_justify="left")
     for column in ("run", "ATE [m]", "vs offline", "frames est./recv.", "dropped (behind/no IMU)",
                    "latency p50 [ms]", "p95 [ms]", "max [ms]", "IMU delay jitter p95 [ms]", "cam0 after IMU [ms]",
@@ -139,12 +143,12 @@ def main() -> None:
     if args.minutes:
         with console.status(f"looped live replay, {args.minutes:g} min"):
             summary = live_run(sequence, out / "live_loop", None, minutes=args.minutes, memory=memory,
-                               frame_queue=args.frame_queue)
+                               frame_queue=args.frame_queue, overrides=args.overrides)
         table.add_row(*live_row(f"live, looped {args.minutes:g} min", summary, None))
     else:
         with console.status("offline run"):
-            offline = run_sequence(open_sequence(sequence), load_pipeline_config("stereo_inertial"), out / "offline",
-                                   progress=False, max_seconds=args.seconds)
+            offline = run_sequence(open_sequence(sequence), load_pipeline_config("stereo_inertial", args.overrides),
+                                   out / "offline", progress=False, max_seconds=args.seconds)
         t = offline.timing
         table.add_row("offline (slam run)", f"{offline.ate_rmse:.4f}", "1.00x", f"{offline.metrics['frames']}", "-",
                       f"({t['ms_per_frame']:.0f}/frame)", "-", "-", "-", "-", f"{t['real_time_factor']:.2f}x",
@@ -152,7 +156,7 @@ def main() -> None:
         for name, host in (("live, sensor stamps", False), ("live, host receive stamps", True)):
             with console.status(name):
                 summary = live_run(sequence, out / name.replace(" ", "_").replace(",", ""), args.seconds,
-                                   host_stamps=host, frame_queue=args.frame_queue)
+                                   host_stamps=host, frame_queue=args.frame_queue, overrides=args.overrides)
             table.add_row(*live_row(name, summary, offline.ate_rmse))
     console.print(table)
     if memory:

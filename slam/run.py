@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from slam.datasets.prefetch import prefetch_images
 from slam.messages import CameraFrame, DataError, FeatureFrame
 from slam.pipeline import Pipeline, PipelineConfig
 from slam.results import ResultWriter
@@ -97,7 +98,7 @@ def run_sequence(sequence, config: PipelineConfig, out: str | Path, progress: bo
     interrupted = False
     bar = _progress(progress, _frame_total(sequence), sequence)
     try:
-        for message in sequence.messages():
+        for message in prefetch_images(sequence.messages()):
             if isinstance(message, (CameraFrame, FeatureFrame)):
                 first_ns = message.t_ns if first_ns is None else first_ns
                 if max_seconds is not None and (message.t_ns - first_ns) * 1e-9 > max_seconds:
@@ -140,7 +141,7 @@ def _metrics(sequence, config, writer: ResultWriter, pipeline: Pipeline, frames:
     traj = writer.trajectory()
     backend = pipeline.backend
     metrics = {"sequence": str(sequence.path), "mode": config.mode, "frames": frames,
-               "frames_tracked": len(traj), "keyframes": len(writer.keyframes), "map_points": n_points,
+               "frames_tracked": len(traj), "keyframes": writer.keyframe_count, "map_points": n_points,
                "resets": backend.n_resets, "gaps": [[a, b] for a, b in backend.gaps],
                "duration_s": round(duration, 3), "interrupted": interrupted}
     try:
