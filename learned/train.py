@@ -1,7 +1,7 @@
 """Training entry point of the keypoint net: one process on CPU or GPU, or many with torch DDP.
 
     python -m slam.learned.train --out runs/kpnet --images ../shared/data/train_images/vpr_toy ...
-    torchrun --nproc_per_node 2 -m slam.learned.train --out runs/kpnet ...     # DDP: gloo on CPU, nccl on GPU
+    torchrun --nproc_per_node 2 --no-python slam train --out runs/kpnet ...   # DDP: gloo on CPU, nccl on GPU
     slam train --out runs/kpnet ...                                            # the same, from the CLI
 
 Self-supervised: pairs of random homographic views of real photos with photometric changes

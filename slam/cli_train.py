@@ -1,7 +1,9 @@
 """``slam train``: train the learned keypoint/descriptor net. Commands register on :data:`slam.cli.app`.
 
 The library function is :func:`slam.learned.train.train`; for several processes (torch DDP) launch
-``torchrun --nproc_per_node N -m slam.learned.train ...`` with the same options.
+``torchrun --nproc_per_node N --no-python slam train ...``. ``python -m slam.learned.train`` takes every
+field of ``TrainConfig`` as an option (run it outside a clone's root, whose ``slam/`` folder would shadow the
+installed package).
 """
 
 from __future__ import annotations

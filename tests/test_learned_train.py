@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,10 +127,15 @@ def test_validation_images_are_held_out_by_name():
 
 
 def test_torchrun_two_processes_on_cpu(photos, tmp_path):
+    """The documented DDP launch, ``torchrun --nproc_per_node 2 --no-python slam train ...``: it runs the
+    installed console script, so it works from any folder (``-m slam.learned.train`` from a clone's root
+    would import the clone's own ``slam/`` folder instead of the installed package)."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "slam.learned.train", "--out", str(out), "--images", str(photos), *TINY]
+    slam_exe = shutil.which("slam") or str(Path(sys.executable).with_name("slam"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python",
+           slam_exe, "train", "--out", str(out), "--images", str(photos), "--no-skimage", "--steps", "2",
+           "--batch", "2", "--crop", "64,96", "--val-every", "0"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     log = _log(out)
