@@ -33,3 +33,14 @@ def test_cli_run_rejects_bad_settings_in_one_line(tmp_path):
         out = " ".join(result.stdout.split())
         assert result.returncode == 2 and text in out, (args, out)
         assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_cli_demo_needs_no_data_and_writes_the_results(tmp_path):
+    """The README's main command, shortened: generates its own sequence, estimates it, prints the ATE."""
+    result = _slam("demo", "--out", tmp_path, "--seconds", "6")
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["resets"] == 0 and metrics["ate"]["rmse"] < 0.05
+    assert len(read_tum(tmp_path / "run" / "trajectory.tum")) == metrics["frames_tracked"] > 100
+    assert (tmp_path / "run" / "report.html").exists() and (tmp_path / "run" / "map.ply").exists()
+    assert "ATE" in result.stdout
