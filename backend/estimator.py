@@ -13,8 +13,9 @@ Initialization (checked, retried rather than accepted when wrong):
           gravity and gyro bias from the mean IMU readings;
   stereo: moving with a stereo rig: attitude from the mean specific force, velocity left loose;
   mono:   moving with one camera: visual SfM + IMU alignment (:mod:`.vi_init`).
-Divergence (too few landmarks, speed or bias out of range, a failed solve) resets the estimator, which
-re-initializes from the last good pose so the trajectory stays continuous; the gap is recorded.
+Divergence (too few landmarks, speed or bias out of range, a failed solve, the whole window jumping) resets
+the estimator, which re-initializes from the last good pose so the trajectory stays continuous; the gap is
+recorded.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class BackendConfig:
     lost_keyframes: int = 4
     lost_s: float = 3.0  # ... or fewer usable landmarks than min_landmarks for this long
     max_speed_mps: float = 15.0
+    max_window_shift_m: float = 0.3  # every earlier keyframe of the window moved more in one update -> reset
     max_gyro_bias: float = 0.5  # rad/s
     max_accel_bias: float = 2.0  # m/s^2
     max_imu_gap_s: float = 0.5  # a longer IMU silence resets (shorter ones are bridged by interpolation)
@@ -423,6 +425,7 @@ class VioBackend:
             values.insert(B(i), bias)
             stamps[V(i)] = stamps[B(i)] = stamp
         kf = _Keyframe(i, t_ns, T_W_B, np.asarray(v_W, float), bias, feats, still, imu_gap)
+        before = {k.index: k.T_W_B[:3, 3].copy() for k in self._kfs}
         self._kfs.append(kf)
         new_factors = self._visual_factors(kf, graph, values, stamps)
         try:
@@ -457,7 +460,7 @@ class VioBackend:
         # start needs parallax before its first landmarks, so a short wait is normal)
         few = len(feats.get(0, ((),))[0]) < c.min_landmarks or t_ns - self._last_seen_ns > c.lost_s * 1e9
         self._lost = self._lost + 1 if few else 0
-        problem = self._health(kf)
+        problem = self._health(kf) or self._window_jump(before)
         if problem:
             return self._reset(t_ns, problem)
         self._anchor = kf
@@ -469,6 +472,16 @@ class VioBackend:
         delta = gtsam.Pose3(np.linalg.inv(prev.T_W_B) @ T_W_B)
         graph.add(gtsam.BetweenFactorPose3(X(prev.index), X(i), delta, gtsam.noiseModel.Diagonal.Sigmas(
             np.array([0.3] * 3 + [1.0] * 3))))
+
+    def _window_jump(self, before: dict[int, np.ndarray]) -> str | None:
+        """Every keyframe already in the window moved far in one update. A new keyframe can correct itself,
+        but what the window's older keyframes saw was settled over many updates; all of them moving together
+        is a bad step along the weakly observed directions (position, yaw, and with one camera the scale).
+        Seen on mono hall_loop: 0.3, 0.9, then 3 m in three keyframes, back at a 15 % wrong scale."""
+        shifts = [np.linalg.norm(k.T_W_B[:3, 3] - before[k.index]) for k in self._kfs if k.index in before]
+        if shifts and min(shifts) > self.config.max_window_shift_m:
+            return f"the whole window moved by {min(shifts):.2f} m or more in one update"
+        return None
 
     def _health(self, kf: _Keyframe) -> str | None:
         c = self.config

@@ -82,6 +82,21 @@ def test_mono_inertial_recovers_metric_scale():
     assert abs(sim3["s"] - 1) < 0.03
 
 
+def test_a_jump_of_the_whole_window_is_divergence_but_moving_one_keyframe_is_not():
+    """The failure seen on mono hall_loop: every keyframe of the window moved metres in one update (a bad
+    step along the weakly observed position/yaw/scale) while each factor stayed plausible."""
+    calib, messages, _ = feature_stream(seconds=4.0, stereo=True, seed=1)
+    pipeline, _ = run_stream(calib, messages)
+    backend = pipeline.backend
+    before = {k.index: k.T_W_B[:3, 3].copy() for k in backend._kfs}
+    assert len(before) > 5 and backend._window_jump(before) is None
+    one_moved = dict(before)
+    one_moved[backend._kfs[-1].index] = before[backend._kfs[-1].index] + [1.0, 0, 0]  # a corrected newest keyframe
+    assert backend._window_jump(one_moved) is None
+    all_moved = {i: p + [0.2, 0.3, 0.0] for i, p in before.items()}
+    assert "whole window moved by 0.36 m" in backend._window_jump(all_moved)
+
+
 def test_static_start_initializes_gravity_and_stays_put():
     calib, messages, gt = feature_stream(seconds=3.0, stereo=True, seed=3, static_s=10.0)
     pipeline, states = run_stream(calib, messages)
