@@ -1,11 +1,11 @@
 """Export the keypoint net to Apple Core ML (an ``.mlpackage`` ML program) for the Neural Engine.
 
 The exported graph is :class:`InferenceGraph` at one static input size: image (1, 1, H, W) in [0, 1] ->
-``prob`` (1, 65, H/8, W/8) cell-wise softmax and ``descriptors`` (1, D, H/8, W/8). NMS, top-k and
-descriptor sampling stay outside the graph (C++ or NumPy, :mod:`slam.learned.keypoints`). The graph reads
-no tensor shapes (coremltools 9 with numpy >= 2.4 fails on traced models that do) and holds only
-conv/BN/ReLU, one bilinear x2 upsampling, reductions and softmax. Conversion runs anywhere; running the
-model needs macOS.
+``prob`` (1, 65, H/8, W/8) cell-wise softmax and ``descriptors`` (1, D, H/s, W/s), s the net's descriptor
+stride (4 for the shipped weights). NMS, top-k and descriptor sampling stay outside the graph (C++ or
+NumPy, :mod:`slam.learned.keypoints`). The graph reads no tensor shapes (coremltools 9 with numpy >= 2.4
+fails on traced models that do) and holds only conv/BN/ReLU, bilinear x2 upsampling, reductions and softmax.
+Conversion runs anywhere; running the model needs macOS.
 
     python -m slam.learned.export OUT.mlpackage [--weights W.pt] [--height 480 --width 752]
 """

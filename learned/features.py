@@ -5,8 +5,8 @@
     pairs = match_descriptors(f.descriptors, g.descriptors)   # slam.learned.matching
 
 The net sees the image padded (edge pixels repeated) to a multiple of 16; keypoints never lie in the padding.
-Descriptors are sampled bilinearly from the 1/8-resolution map (cell centres at 8 c + 3.5 px) and
-re-normalized.
+Descriptors are sampled bilinearly from the net's 1/s-resolution map (s the descriptor stride, 8 or 4;
+map cells centred at s c + (s - 1) / 2 px) and re-normalized.
 """
 
 from __future__ import annotations
@@ -49,13 +49,14 @@ class Features:
         return len(self.xy)
 
 
-def sample_descriptors(dense: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Bilinear samples of a (rows, cols, D) descriptor map at pixel ``xy``, re-normalized to unit length."""
+def sample_descriptors(dense: np.ndarray, xy: np.ndarray, stride: int = CELL) -> np.ndarray:
+    """Bilinear samples of a (rows, cols, D) descriptor map of ``stride`` px per map cell at pixel ``xy``,
+    re-normalized to unit length."""
     rows, cols, dim = dense.shape
     if len(xy) == 0:
         return np.zeros((0, dim), np.float32)
-    u = np.clip((xy[:, 0] - (CELL - 1) / 2) / CELL, 0, cols - 1)
-    v = np.clip((xy[:, 1] - (CELL - 1) / 2) / CELL, 0, rows - 1)
+    u = np.clip((xy[:, 0] - (stride - 1) / 2) / stride, 0, cols - 1)
+    v = np.clip((xy[:, 1] - (stride - 1) / 2) / stride, 0, rows - 1)
     u0 = np.minimum(np.floor(u).astype(np.int64), cols - 2) if cols > 1 else np.zeros(len(u), np.int64)
     v0 = np.minimum(np.floor(v).astype(np.int64), rows - 2) if rows > 1 else np.zeros(len(v), np.int64)
     u1, v1 = np.minimum(u0 + 1, cols - 1), np.minimum(v0 + 1, rows - 1)
@@ -100,4 +101,4 @@ class LearnedFeatures:
         c = self.config
         count = c.max_keypoints if max_count is None else max_count
         xy, scores = cell_nms(prob, image.shape[1], image.shape[0], c.threshold, c.nms_radius, count, mask, c.border)
-        return Features(xy, scores, sample_descriptors(desc, xy))
+        return Features(xy, scores, sample_descriptors(desc, xy, self.graph.net.config.descriptor_stride))

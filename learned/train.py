@@ -36,7 +36,7 @@ from .model import KeypointNet, NetConfig
 from .validation import evaluate, validation_pairs
 from .weights import save_weights
 
-WEIGHTS_VERSION = "1.0.0"  # of the weights this recipe makes; bump with any change of data or recipe
+WEIGHTS_VERSION = "2.0.0"  # of the weights this recipe makes; bump with any change of data or recipe
 
 
 @dataclass
@@ -44,29 +44,31 @@ class TrainConfig:
     out: str = "runs/kpnet"
     images: list[str] = field(default_factory=list)  # folders of training photos (recursively)
     skimage: bool = True  # add scikit-image's sample photos
-    steps: int = 3000
-    batch: int = 8  # per process
-    crop: tuple[int, int] = (160, 224)  # (height, width) of a training view, multiples of 16
+    steps: int = 5300
+    batch: int = 16  # per process
+    crop: tuple[int, int] = (240, 320)  # (height, width) of a training view, multiples of 16
     lr: float = 3e-3  # AdamW, linear warm-up then cosine decay to 0
     warmup: int = 100
     weight_decay: float = 1e-4
     channels: tuple[int, int, int, int] = (8, 16, 32, 64)
     descriptor_dim: int = 64
     head_channels: int = 64
+    descriptor_stride: int = 4
     positive_fraction: float = 0.3  # of the cells labelled as keypoints by the teacher
     temperature: float = 0.05  # descriptor softmax
+    exclusion_px: float = 8.0  # descriptor negatives: every map cell at least this far from the positive
     keypoint_weight: float = 1.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads per process; 0: torch's default
     log_every: int = 50
-    val_every: int = 500  # 0: only at the end
+    val_every: int = 4000  # 0: only at the end
     val_images: int = 16  # held-out images validated on (two warps each)
-    checkpoint_every: int = 500
+    checkpoint_every: int = 1000
     resume: bool = False
 
     def net_config(self) -> NetConfig:
-        return NetConfig(tuple(self.channels), self.descriptor_dim, self.head_channels)
+        return NetConfig(tuple(self.channels), self.descriptor_dim, self.head_channels, self.descriptor_stride)
 
 
 # ------------------------------------------------------------------------------------ distributed
@@ -120,7 +122,8 @@ def losses(net, batch, config: TrainConfig) -> dict[str, torch.Tensor]:
     logits, desc = net(both)
     n = len(batch.view1)
     kp = (keypoint_loss(logits[:n], targets1) + keypoint_loss(logits[n:], targets2)) / 2
-    dl, dacc = descriptor_loss(desc[:n], desc[n:], targets1, batch.valid2, batch.H21, config.temperature)
+    dl, dacc = descriptor_loss(desc[:n], desc[n:], targets1, batch.valid2, batch.H21, config.temperature,
+                               config.exclusion_px)
     return {"loss": dl + config.keypoint_weight * kp, "keypoint": kp, "descriptor": dl, "descriptor_acc": dacc}
 
 

@@ -39,7 +39,7 @@ def _features(graph: InferenceGraph, image: np.ndarray, device, max_keypoints: i
     prob = prob[0].permute(1, 2, 0).float().cpu().numpy()
     desc = desc[0].permute(1, 2, 0).float().cpu().numpy()
     xy, _ = cell_nms_numpy(prob, image.shape[1], image.shape[0], threshold, 4.0, max_keypoints, border=4)
-    return xy, sample_descriptors(desc, xy)
+    return xy, sample_descriptors(desc, xy, graph.net.config.descriptor_stride)
 
 
 def evaluate(net: KeypointNet, pairs, max_keypoints: int = 1024, threshold: float = 0.005) -> dict:

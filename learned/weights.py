@@ -19,7 +19,7 @@ from .model import KeypointNet, NetConfig
 FORMAT = "slam-keypoint-net"
 FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "keypoint_net_v1.pt"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "keypoint_net_v2.pt"
 
 
 def save_weights(net: KeypointNet, path: str | Path, metadata: dict | None = None, half: bool = False) -> Path:

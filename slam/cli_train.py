@@ -35,14 +35,15 @@ def train(
     images: Annotated[Optional[list[Path]], typer.Option(help="Folder of training photos, searched recursively "
                                                               "(repeatable). Never the evaluation data.")] = None,
     skimage: Annotated[bool, typer.Option(help="Also train on scikit-image's sample photos.")] = True,
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 3000,
-    batch: Annotated[int, typer.Option(help="View pairs per step (per process under DDP).")] = 8,
-    crop: Annotated[str, typer.Option(help="Training view size 'height,width', multiples of 16.")] = "160,224",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 5300,
+    batch: Annotated[int, typer.Option(help="View pairs per step (per process under DDP).")] = 16,
+    crop: Annotated[str, typer.Option(help="Training view size 'height,width', multiples of 16.")] = "240,320",
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
     channels: Annotated[str, typer.Option(help="Encoder widths at strides 2,4,8,16.")] = "8,16,32,64",
+    descriptor_stride: Annotated[int, typer.Option(help="Pixels per descriptor-map cell: 4 or 8.")] = 4,
     seed: Annotated[int, typer.Option(help="Random seed (weights and data; + rank under DDP).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    val_every: Annotated[int, typer.Option(help="Validate on held-out training images every N steps.")] = 500,
+    val_every: Annotated[int, typer.Option(help="Validate on held-out training images every N steps.")] = 4000,
     val_images: Annotated[int, typer.Option(help="Held-out images validated on (two warps each).")] = 16,
     threads: Annotated[int, typer.Option(help="Torch CPU threads per process; 0: torch's default.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
@@ -54,8 +55,8 @@ def train(
 
     config = TrainConfig(out=str(out), images=[str(p) for p in images or []], skimage=skimage, steps=steps,
                          batch=batch, crop=_ints(crop, "crop", 2), lr=lr, channels=_ints(channels, "channels", 4),
-                         seed=seed, device=device, val_every=val_every, val_images=val_images, threads=threads,
-                         resume=resume)
+                         descriptor_stride=descriptor_stride, seed=seed, device=device, val_every=val_every,
+                         val_images=val_images, threads=threads, resume=resume)
     weights = run_training(config)
     if weights is not None:
         _console().print(f"weights: {weights}\nlog: {out / 'log.jsonl'}")

@@ -11,8 +11,8 @@ from slam.learned.model import InferenceGraph, KeypointNet, NetConfig
 from slam.learned.weights import DEFAULT_WEIGHTS, load_weights, save_weights
 from slam.messages import DataError
 
-ARCH = "KeypointNet(channels=[8, 16, 32, 64], descriptor_dim=64, head_channels=64)"
-# What the exported graph may contain: plain conv/BN/ReLU, one upsampling, a pixel unshuffle, reductions,
+ARCH = "KeypointNet(channels=[8, 16, 32, 64], descriptor_dim=64, head_channels=64, descriptor_stride=4)"
+# What the exported graph may contain: plain conv/BN/ReLU, bilinear upsampling, a pixel unshuffle, reductions,
 # elementwise arithmetic (the corner layer), constant-index slices, softmax.
 ALLOWED_OPS = {"aten::_convolution", "aten::add", "aten::batch_norm", "aten::cat", "aten::clamp_min", "aten::div",
                "aten::expand_as", "aten::linalg_vector_norm", "aten::log", "aten::mean", "aten::mul", "aten::pad",
@@ -37,10 +37,23 @@ def test_shapes_probabilities_and_unit_descriptors(net, image):
     with torch.no_grad():
         logits, desc = net(image)
         prob, desc2 = InferenceGraph(net)(image)
-    assert logits.shape == (1, 65, 16, 24) and desc.shape == (1, 64, 16, 24)
+    assert logits.shape == (1, 65, 16, 24) and desc.shape == (1, 64, 32, 48)  # descriptors at stride 4
     torch.testing.assert_close(prob.sum(dim=1), torch.ones(1, 16, 24))
-    torch.testing.assert_close(desc.norm(dim=1), torch.ones(1, 16, 24))
+    torch.testing.assert_close(desc.norm(dim=1), torch.ones(1, 32, 48))
     torch.testing.assert_close(desc, desc2)
+    with torch.no_grad():
+        coarse = KeypointNet(NetConfig(descriptor_stride=8)).eval()(image)[1]
+    assert coarse.shape == (1, 64, 16, 24)
+
+
+def test_weight_files_from_before_the_descriptor_stride_hold_stride_8_nets(tmp_path):
+    path = save_weights(KeypointNet(NetConfig(descriptor_stride=8)), tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["architecture"]["descriptor_stride"]
+    torch.save(payload, path)
+    assert load_weights(path)[0].config.descriptor_stride == 8
+    with pytest.raises(ValueError, match="descriptor_stride"):
+        NetConfig(descriptor_stride=2)
 
 
 def test_channels_last_and_exposure_do_not_change_the_output(net, image):
