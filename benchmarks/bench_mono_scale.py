@@ -32,23 +32,25 @@ from rich.table import Table
 
 from slam.datasets import open_sequence
 from slam.datasets.synthetic.benchmark_set import BENCHMARK_SET, ensure_sequence
-from slam.evaluation import align_umeyama
+from slam.evaluation import associate, ate
+from slam.geometry import rot_to_quat
+from slam.messages import Trajectory
 from slam.pipeline import load_pipeline_config
 from slam.run import run_sequence
 from slam.trajectory_io import read_tum
 
 
-def _interp(gt, t_ns: np.ndarray, values: np.ndarray) -> np.ndarray:
-    return np.stack([np.interp(t_ns, gt.t_ns, values[:, j]) for j in range(values.shape[1])], axis=1)
+def _keyframes(stamps: dict[int, int], values) -> Trajectory:
+    """The keyframe poses X(k) held in gtsam ``values``, as a trajectory."""
+    keys = [k for k in stamps if values.exists(X(k))]
+    poses = [values.atPose3(X(k)) for k in keys]
+    return Trajectory([stamps[k] for k in keys], np.array([p.translation() for p in poses]),
+                      np.array([rot_to_quat(p.rotation().matrix()) for p in poses]))
 
 
-def _row(name: str, t_ns: np.ndarray, p_W: np.ndarray, gt, seconds: float) -> list[str]:
-    truth = _interp(gt, t_ns, gt.p_W)
-    se3 = align_umeyama(p_W, truth, "se3")
-    sim3 = align_umeyama(p_W, truth, "sim3")
-    ate = np.sqrt(np.mean(np.sum((p_W @ se3.R.T + se3.t - truth) ** 2, axis=1)))
-    ate_sim3 = np.sqrt(np.mean(np.sum((sim3.s * p_W @ sim3.R.T + sim3.t - truth) ** 2, axis=1)))
-    return [name, str(len(t_ns)), f"{ate:.3f}", f"{1 / sim3.s:.4f}", f"{ate_sim3:.3f}", f"{seconds:.0f}"]
+def _row(name: str, est: Trajectory, gt, seconds: float) -> list[str]:
+    se3, sim3 = ate(est, gt, "se3"), ate(est, gt, "sim3")
+    return [name, str(se3.n), f"{se3.rmse:.3f}", f"{1 / sim3.alignment.s:.4f}", f"{sim3.rmse:.3f}", f"{seconds:.0f}"]
 
 
 def _run(sequence_dir: Path, lag_s: float, out: Path, seconds: float | None):
@@ -68,24 +70,23 @@ def _run(sequence_dir: Path, lag_s: float, out: Path, seconds: float | None):
     return stamps, holder["backend"], time.perf_counter() - t0, summary
 
 
-def _batch(graph, initial, stamps, gt, pin: bool):
-    """LM over the full graph; with ``pin``, every accelerometer bias held at the ground truth."""
+def _batch(graph, initial, stamps: dict[int, int], gt, pin: bool):
+    """LM over the full graph: (keyframe trajectory, seconds, values); with ``pin``, every accelerometer bias
+    held at the ground truth of its keyframe's stamp."""
     graph = gtsam.NonlinearFactorGraph(graph)
     if pin:
-        accel = _interp(gt, np.array(list(stamps.values())), gt.bias_accel)
-        gyro = _interp(gt, np.array(list(stamps.values())), gt.bias_gyro)
+        keys = [k for k in stamps if initial.exists(X(k))]  # the rows of _keyframes(stamps, initial)
+        i_kf, i_gt = associate(_keyframes(stamps, initial), gt)
+        truth = gt.subset(i_gt)
         sigmas = np.array([1e-4] * 3 + [1e3] * 3)  # accelerometer pinned, gyroscope free
-        for (k, _), ba, bg in zip(stamps.items(), accel, gyro):
-            if initial.exists(B(k)):
-                graph.add(gtsam.PriorFactorConstantBias(B(k), gtsam.imuBias.ConstantBias(ba, bg),
-                                                        gtsam.noiseModel.Diagonal.Sigmas(sigmas)))
+        for j, ba, bg in zip(i_kf, truth.bias_accel, truth.bias_gyro):
+            graph.add(gtsam.PriorFactorConstantBias(B(keys[j]), gtsam.imuBias.ConstantBias(ba, bg),
+                                                    gtsam.noiseModel.Diagonal.Sigmas(sigmas)))
     params = gtsam.LevenbergMarquardtParams()
     params.setMaxIterations(100)
     t0 = time.perf_counter()
     result = gtsam.LevenbergMarquardtOptimizer(graph, initial, params).optimize()
-    keys = [k for k in stamps if result.exists(X(k))]
-    p_W = np.array([result.atPose3(X(k)).translation() for k in keys])
-    return np.array([stamps[k] for k in keys]), p_W, time.perf_counter() - t0, result
+    return _keyframes(stamps, result), time.perf_counter() - t0, result
 
 
 def main() -> None:
@@ -106,7 +107,7 @@ def main() -> None:
         stamps, backend, wall, summary = _run(sequence_dir, preset_lag, Path(tmp) / "window", args.seconds)
         kf = read_tum(Path(tmp) / "window" / "keyframes.tum")
         rows.append(_row(f"window {preset_lag:g} s, keyframes as estimated ({summary.metrics['resets']} resets)",
-                         kf.t_ns, kf.p_W, gt, wall))
+                         kf, gt, wall))
         status.update("mono-inertial, full window")
         stamps, backend, wall, summary = _run(sequence_dir, full_lag, Path(tmp) / "full", args.seconds)
         smoother = backend._smoother  # the full smoothing problem: every factor since the last reset
@@ -115,16 +116,13 @@ def main() -> None:
         for i in range(graph.size()):
             if graph.at(i) is not None:  # removed factors leave empty slots
                 factors.add(graph.at(i))
-        stamps = {k: t for k, t in stamps.items() if estimate.exists(X(k))}
-        t_ns = np.array(list(stamps.values()))
-        p_W = np.array([estimate.atPose3(X(k)).translation() for k in stamps])
-        rows.append(_row(f"full window, end of run (iSAM2; {summary.metrics['resets']} resets)", t_ns, p_W, gt,
-                         wall))
+        rows.append(_row(f"full window, end of run (iSAM2; {summary.metrics['resets']} resets)",
+                         _keyframes(stamps, estimate), gt, wall))
         for pin in (False, True):  # the pinned batch starts from the free one's optimum
             status.update("batch" + (", accelerometer bias pinned" if pin else ""))
-            t_ns, p_W, seconds, estimate = _batch(factors, estimate, stamps, gt, pin)
+            est, seconds, estimate = _batch(factors, estimate, stamps, gt, pin)
             rows.append(_row("full batch, accelerometer bias at ground truth" if pin else "full batch (LM)",
-                             t_ns, p_W, gt, seconds))
+                             est, gt, seconds))
     table = Table(title=f"mono-inertial scale on {args.sequence}: window vs full information")
     for column in ("estimate", "keyframes", "ATE se3 (m)", "scale est/true", "ATE sim3 (m)", "seconds"):
         table.add_column(column, justify="right")
