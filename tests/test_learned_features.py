@@ -117,3 +117,27 @@ def test_learned_extractor_honours_mask_grid_and_bad_weights(held_out_photos, tm
     bad.write_text("not weights")
     with pytest.raises(DataError, match="bad.pt"):
         make_extractor("learned", weights=str(bad))
+
+
+def test_learned_extractor_ranks_by_trackability(held_out_photos):
+    from slam.frontend import make_extractor
+
+    image = held_out_photos[1]
+    eigenvalue = cv2.cornerMinEigenVal(image, 3, 3)
+    found = {}
+    for power, floor in ((0.0, 0.0), (0.5, 1e-3)):
+        extractor = make_extractor("learned", eigenvalue_power=power, min_eigenvalue=floor)
+        xy, score = extractor.detect(image, None, 150)
+        assert np.all(np.diff(score) <= 0)
+        np.testing.assert_array_equal(extractor.last_features.xy, xy)  # descriptors belong to these keypoints
+        px = np.rint(xy).astype(int)
+        found[power] = {tuple(p): (s, e) for p, s, e in zip(xy.tolist(), score, eigenvalue[px[:, 1], px[:, 0]])}
+    plain, tracked = found[0.0], found[0.5]
+    assert len(plain) == 150 and 0 < len(tracked) < 150  # the floor drops weak corners on this photo
+    assert min(e for _, e in tracked.values()) > 1e-3 and min(e for _, e in plain.values()) < 1e-3
+    common = [p for p in tracked if p in plain]
+    assert len(common) > 50
+    ratio = np.array([tracked[p][0] / plain[p][0] for p in common])
+    np.testing.assert_allclose(ratio, np.sqrt([tracked[p][1] for p in common]), rtol=1e-4)  # prob x sqrt(eig)
+    with pytest.raises(ValueError, match="eigenvalue_power"):
+        make_extractor("learned", eigenvalue_power=-1.0)
