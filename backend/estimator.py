@@ -21,7 +21,7 @@ recorded.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import gtsam
 import numpy as np
@@ -144,7 +144,9 @@ class VioBackend:
         self._t0_ns: int | None = None
         self.gaps: list[tuple[int, int]] = []  # (last good stamp, re-initialized stamp)
         self.n_resets = 0
-        self._anchor: _Keyframe | None = None  # the last good keyframe: re-initialization continues from it
+        # The last good keyframe as it was accepted, re-initialization continues from it. A copy: the window's
+        # own keyframe is overwritten by every later update, the failed one included.
+        self._anchor: _Keyframe | None = None
         self._map: dict[int, np.ndarray] = {}  # track id -> last estimate, kept after marginalization
         self._prev_frame: FeatureFrame | None = None
         self._still_since_ns: int | None = None
@@ -463,7 +465,7 @@ class VioBackend:
         problem = self._health(kf) or self._window_jump(before)
         if problem:
             return self._reset(t_ns, problem)
-        self._anchor = kf
+        self._anchor = replace(kf, T_W_B=kf.T_W_B.copy(), v_W=np.array(kf.v_W, float))
         return self._estimate(kf, "tracking", n_obs)
 
     @staticmethod
