@@ -12,7 +12,13 @@ Measured on hall_loop (session 6): window 0.665 m (2 resets, scale 1.067); full 
 0.195 m, both with the scale 2.5 % short (0.975) and sim3 ATE 0.03 m; bias pinned to the ground truth 0.238 m
 (scale 0.970): not the bias, so something systematic.
 
-Usage: python benchmarks/bench_mono_scale.py [--sequence hall_loop] [--seconds N]
+``--tracks exact`` feeds the backend the true projections of scene points instead of the frontend's KLT tracks
+(:mod:`slam.datasets.synthetic.tracks`), with the same IMU readings. On hall_loop (session 7): window 0.101 m
+(scale 1.012), full window 0.041 m, full batch 0.042 m (scale 1.005, sim3 0.006 m). So the tracks cost the
+full-information estimate 0.15 m (bench_tracks.py shows where: drift along long tracks, occlusion-boundary
+corners), and the 3 s window costs 0.06 m even on perfect tracks.
+
+Usage: python benchmarks/bench_mono_scale.py [--sequence hall_loop] [--seconds N] [--tracks exact]
 Takes ~6 minutes for hall_loop on two cores (the full-window run dominates).
 """
 
@@ -31,10 +37,13 @@ from rich.console import Console
 from rich.table import Table
 
 from slam.datasets import open_sequence
+from slam.datasets.feature_tracks import write_feature_csv
 from slam.datasets.synthetic.benchmark_set import BENCHMARK_SET, ensure_sequence
+from slam.datasets.synthetic.generator import build, make_config
+from slam.datasets.synthetic.tracks import exact_tracks
 from slam.evaluation import associate, ate
 from slam.geometry import rot_to_quat
-from slam.messages import Trajectory
+from slam.messages import ImuSample, Trajectory
 from slam.pipeline import load_pipeline_config
 from slam.run import run_sequence
 from slam.trajectory_io import read_tum
@@ -53,8 +62,9 @@ def _row(name: str, est: Trajectory, gt, seconds: float) -> list[str]:
     return [name, str(se3.n), f"{se3.rmse:.3f}", f"{1 / sim3.alignment.s:.4f}", f"{sim3.rmse:.3f}", f"{seconds:.0f}"]
 
 
-def _run(sequence_dir: Path, lag_s: float, out: Path, seconds: float | None):
-    """Mono run; returns (keyframe index -> t_ns, the backend at the end, wall seconds, run summary)."""
+def _run(sequence_dir: Path, lag_s: float, out: Path, seconds: float | None, **open_options):
+    """Mono run of a sequence folder (or a feature-track CSV, with ``open_options`` for open_sequence); returns
+    (keyframe index -> t_ns, the backend at the end, wall seconds, run summary)."""
     config = load_pipeline_config("mono_inertial", [f"backend.lag_s={lag_s}"])
     stamps: dict[int, int] = {}
     holder = {}
@@ -65,9 +75,19 @@ def _run(sequence_dir: Path, lag_s: float, out: Path, seconds: float | None):
             stamps.setdefault(kf.index, kf.t_ns)
 
     t0 = time.perf_counter()
-    summary = run_sequence(open_sequence(sequence_dir), config, out, progress=False, max_seconds=seconds,
-                           observers=[observe])
+    summary = run_sequence(open_sequence(sequence_dir, **open_options), config, out, progress=False,
+                           max_seconds=seconds, observers=[observe])
     return stamps, holder["backend"], time.perf_counter() - t0, summary
+
+
+def _exact_track_csv(name: str, sequence_dir: Path, folder: Path) -> Path:
+    """A feature-track CSV of benchmark sequence ``name``: its exact cam0 tracks and its own IMU readings."""
+    item = BENCHMARK_SET[name]
+    truth = build(make_config(item.preset, item.seconds, **item.overrides), item.seed)
+    sequence = open_sequence(sequence_dir)
+    return write_feature_csv(folder / "exact_tracks.csv", sequence.calibration.cameras[0],
+                             sequence.calibration.imu, (m for m in sequence.messages() if isinstance(m, ImuSample)),
+                             exact_tracks(truth))
 
 
 def _batch(graph, initial, stamps: dict[int, int], gt, pin: bool):
@@ -93,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequence", default="hall_loop", choices=sorted(BENCHMARK_SET))
     parser.add_argument("--seconds", type=float, default=None, help="only the first N seconds")
+    parser.add_argument("--tracks", choices=("klt", "exact"), default="klt",
+                        help="klt: the frontend on the images; exact: the true projections of scene points")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sequence_dir = ensure_sequence(args.sequence)
@@ -103,13 +125,19 @@ def main() -> None:
     full_lag = 1e4  # longer than any sequence: nothing is marginalized
     rows = []
     with tempfile.TemporaryDirectory() as tmp, Console().status("running") as status:
+        source, options = sequence_dir, {}
+        if args.tracks == "exact":  # the same IMU readings, the tracks a perfect frontend would give
+            status.update("exact tracks")
+            source = _exact_track_csv(args.sequence, sequence_dir, Path(tmp))
+            options = dict(imu_calib=sequence_dir / "mav0/imu0/sensor.yaml",
+                           ground_truth=sequence_dir / "mav0/state_groundtruth_estimate0/data.csv")
         status.update(f"mono-inertial, {preset_lag:g} s window")
-        stamps, backend, wall, summary = _run(sequence_dir, preset_lag, Path(tmp) / "window", args.seconds)
+        stamps, backend, wall, summary = _run(source, preset_lag, Path(tmp) / "window", args.seconds, **options)
         kf = read_tum(Path(tmp) / "window" / "keyframes.tum")
         rows.append(_row(f"window {preset_lag:g} s, keyframes as estimated ({summary.metrics['resets']} resets)",
                          kf, gt, wall))
         status.update("mono-inertial, full window")
-        stamps, backend, wall, summary = _run(sequence_dir, full_lag, Path(tmp) / "full", args.seconds)
+        stamps, backend, wall, summary = _run(source, full_lag, Path(tmp) / "full", args.seconds, **options)
         smoother = backend._smoother  # the full smoothing problem: every factor since the last reset
         graph, estimate = smoother.getFactors(), smoother.calculateEstimate()
         factors = gtsam.NonlinearFactorGraph()
@@ -123,7 +151,7 @@ def main() -> None:
             est, seconds, estimate = _batch(factors, estimate, stamps, gt, pin)
             rows.append(_row("full batch, accelerometer bias at ground truth" if pin else "full batch (LM)",
                              est, gt, seconds))
-    table = Table(title=f"mono-inertial scale on {args.sequence}: window vs full information")
+    table = Table(title=f"mono-inertial scale on {args.sequence} ({args.tracks} tracks): window vs full information")
     for column in ("estimate", "keyframes", "ATE se3 (m)", "scale est/true", "ATE sim3 (m)", "seconds"):
         table.add_column(column, justify="right")
     for row in rows:

@@ -3,18 +3,21 @@
 One file, ``row_type`` in the first column: ``meta`` (key, value: camera intrinsics, ``T_ci_*`` = the
 camera pose in the IMU frame), ``imu`` (t_abs [s], gyro, accel) and ``vision_feature`` (t_abs, frame_idx,
 landmark_id, u_norm, v_norm: undistorted normalized coordinates of cam0). Lets the backend run on real
-tracks without images.
+tracks without images. :func:`write_feature_csv` writes the format (e.g. the synthetic sequences' exact
+tracks, :mod:`slam.datasets.synthetic.tracks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from slam.calibration_io import read_asl_imu, read_kalibr_imu
-from slam.geometry import make_transform, quat_to_rot
+from slam.geometry import make_transform, quat_to_rot, rot_to_quat
 from slam.messages import (Calibration, CameraCalibration, DataError, FeatureFrame, ImuCalibration, ImuSample,
                            Message)
 from slam.parsing import StampChecker, csv_rows, parse_floats, seconds_to_ns
@@ -55,6 +58,8 @@ class FeatureTrackSequence(Sequence):
             imu = read_asl_imu(imu_calib)
         else:
             imu = read_kalibr_imu(imu_calib)
+        # T_ci is the camera in the IMU frame S; the body frame B is the IMU calibration's (T_B_S)
+        camera = replace(camera, T_B_C=imu.T_B_S @ camera.T_B_C)
         self._calibration = Calibration((camera,), imu)
 
     def _check_header(self) -> None:
@@ -92,7 +97,7 @@ class FeatureTrackSequence(Sequence):
         t = np.array([self._meta_float(f"T_ci_t{a}") for a in "xyz"])
         if abs(np.linalg.norm(q) - 1.0) > 1e-3:
             raise DataError(f"quaternion norm {np.linalg.norm(q):.4f} is not 1", self.path, field="meta.T_ci_q")
-        # T_ci is the camera pose in the IMU frame (it equals EuRoC cam0's T_BS).
+        # T_ci is the camera pose in the IMU frame (it equals EuRoC cam0's T_BS, EuRoC's IMU frame being B).
         return CameraCalibration(width=resolution[0], height=resolution[1], intrinsics=intrinsics,
                                  T_B_C=make_transform(quat_to_rot(q), t), rate_hz=20.0, name="cam0",
                                  source=str(self.path))
@@ -161,3 +166,35 @@ class FeatureTrackSequence(Sequence):
     def messages(self) -> Iterator[Message]:
         # Two lazy passes over the file: its rows interleave features at t with IMU from t onwards.
         return merge_streams(self.imu(), self.features())
+
+
+def write_feature_csv(path: str | Path, camera: CameraCalibration, imu: ImuCalibration,
+                      samples: Iterable[ImuSample], frames: Iterable[FeatureFrame]) -> Path:
+    """Write IMU ``samples`` and cam0 feature ``frames`` (normalized coordinates) as a feature-track CSV that
+    :class:`FeatureTrackSequence` reads back; atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    T_S_C = np.linalg.inv(imu.T_B_S) @ camera.T_B_C  # the camera in the IMU frame
+    empty = "," * (len(HEADER) - 3)
+
+    def meta(key: str, value) -> str:
+        return f"meta{empty},{key},{value if isinstance(value, str) else repr(float(value))}"
+
+    def stamp(t_ns: int) -> str:
+        return f"{t_ns // 10**9}.{t_ns % 10**9:09d}"
+
+    rows = [(s.t_ns, 0, f"imu,{stamp(s.t_ns)},,,,," + ",".join(repr(float(v)) for v in (*s.gyro, *s.accel))
+             + "," * 10) for s in samples]
+    for f in frames:
+        if not f.normalized or f.camera != 0:
+            raise ValueError(f"frame {f.index}: the format holds cam0's normalized coordinates only")
+        rows += [(f.t_ns, 1, f"vision_feature,{stamp(f.t_ns)},,,{f.index},{int(i)},{',' * 12}{float(u)!r},"
+                              f"{float(v)!r},,") for i, (u, v) in zip(f.ids, f.uv)]
+    rows.sort(key=lambda row: (row[0], row[1]))  # stable: a frame's rows stay together, IMU first at a tie
+    lines = [",".join(HEADER), meta("format_version", "1"), meta("measurement_space", "normalized")]
+    lines += [meta(k, v) for k, v in zip(("camera_fx", "camera_fy", "camera_cx", "camera_cy"), camera.intrinsics)]
+    lines += [meta(f"T_ci_q{a}", v) for a, v in zip("wxyz", rot_to_quat(T_S_C[:3, :3]))]
+    lines += [meta(f"T_ci_t{a}", v) for a, v in zip("xyz", T_S_C[:3, 3])]
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text("\n".join(lines + [row[2] for row in rows]) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -152,6 +152,10 @@ def generate(
     no_imu_noise: Annotated[bool, typer.Option("--no-imu-noise", help="Exact IMU readings, zero biases.")] = False,
     exposure: Annotated[float, typer.Option(help="Exposure time in seconds, for motion blur (0: sharp).")] = 0.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it exists.")] = False,
+    tracks: Annotated[bool, typer.Option("--tracks", help=(
+        "Also write OUT/exact_tracks.csv: cam0's exact feature tracks and the IMU, for backend-only runs: slam run "
+        "OUT/exact_tracks.csv --config mono_inertial --imu-calib OUT/mav0/imu0/sensor.yaml "
+        "--gt OUT/mav0/state_groundtruth_estimate0/data.csv"))] = False,
 ):
     """Render a synthetic visual-inertial sequence (stereo or mono images, IMU, ground truth)."""
     import numpy as np
@@ -170,6 +174,15 @@ def generate(
     path = generate_sequence(preset, out, seconds=seconds, seed=seed, texture_dir=texture_dir,
                              overwrite=overwrite, **overrides)
     sequence = AslSequence(path)
+    if tracks:
+        from slam.datasets.feature_tracks import write_feature_csv
+        from slam.datasets.synthetic import build, make_config
+        from slam.datasets.synthetic.tracks import exact_tracks
+        from slam.messages import ImuSample
+
+        truth = build(make_config(preset, seconds, **overrides), seed, texture_dir)
+        write_feature_csv(path / "exact_tracks.csv", sequence.calibration.cameras[0], sequence.calibration.imu,
+                          (m for m in sequence.messages() if isinstance(m, ImuSample)), exact_tracks(truth))
     p_W = sequence.ground_truth().p_W
     table = Table(show_header=False, title=f"[bold]wrote {path}", title_justify="left")
     table.add_column(style="bold cyan", no_wrap=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -258,6 +259,58 @@ def test_rendered_depth_agrees_between_cameras(clean_room):
     assert np.mean(np.abs(rendered - z[ok]) < 0.03 * z[ok]) > 0.85
 
 
+def test_exact_tracks_are_the_true_projections_of_scene_points(clean_room):
+    from slam.datasets.synthetic.tracks import exact_tracks
+
+    frames = list(exact_tracks(clean_room, max_tracks=60))
+    assert [f.t_ns for f in frames] == clean_room.frame_t_ns.tolist()
+    assert all(30 <= len(f.ids) <= 60 and np.all(np.diff(f.ids) > 0) for f in frames)
+    seen = {}
+    for k, f in enumerate(frames):
+        for i, uv in zip(f.ids.tolist(), f.uv):
+            seen.setdefault(i, []).append((k, uv))
+    long = [obs for obs in seen.values() if len(obs) >= 10]
+    assert len(long) >= 20
+    for obs in long[:20]:  # triangulated from the first and last views with the true poses (DLT) ...
+        rows = []
+        for k, uv in (obs[0], obs[-1]):
+            P = invert_transform(clean_room.T_W_C(k, 0))[:3]
+            rows += [uv[0] * P[2] - P[0], uv[1] * P[2] - P[1]]
+        X = np.linalg.svd(np.array(rows))[2][-1]
+        for k, uv in obs:  # ... every observation is that point's exact projection
+            T = clean_room.T_W_C(k, 0)
+            p = (X[:3] / X[3] - T[:3, 3]) @ T[:3, :3]
+            np.testing.assert_allclose(p[:2] / p[2], uv, atol=1e-7)
+
+
+def test_feature_csv_written_reads_back_exactly(clean_room, tmp_path):
+    from slam.datasets.feature_tracks import FeatureTrackSequence, write_feature_csv
+    from slam.datasets.synthetic.rig import imu_calibration
+    from slam.datasets.synthetic.tracks import exact_tracks
+    from slam.geometry import make_transform
+
+    frames = list(exact_tracks(clean_room, max_tracks=40))[:5]
+    samples = [ImuSample(int(t), np.array([0.1, -0.2, 0.3]) * j, np.array([0.0, 0.1, 9.81])) for j, t in
+               enumerate(clean_room.imu_t_ns[:30])]
+    T_B_S = make_transform(quat_to_rot(np.array([0.9, 0.1, -0.3, 0.2]) / np.linalg.norm([0.9, 0.1, -0.3, 0.2])),
+                           np.array([0.05, -0.02, 0.01]))
+    imu = replace(imu_calibration(ImuNoise(), 200.0), T_B_S=T_B_S)
+    cam = clean_room.cameras[0]
+    path = write_feature_csv(tmp_path / "tracks.csv", cam, imu, samples, frames)
+    sequence = FeatureTrackSequence(path, resolution=(cam.width, cam.height))
+    messages = list(sequence.messages())
+    back = [m for m in messages if not isinstance(m, ImuSample)]
+    assert [m.t_ns for m in messages] == sorted(m.t_ns for m in messages)
+    assert [m.t_ns for m in messages if isinstance(m, ImuSample)] == [s.t_ns for s in samples]
+    assert len(back) == 5 and all(np.array_equal(a.ids, b.ids) and np.array_equal(a.uv, b.uv)
+                                  for a, b in zip(frames, back))  # repr() round-trips every float
+    np.testing.assert_allclose(sequence.calibration.cameras[0].intrinsics, cam.intrinsics)
+    # the format holds the camera in the IMU frame
+    np.testing.assert_allclose(sequence.calibration.cameras[0].T_B_C, invert_transform(T_B_S) @ cam.T_B_C,
+                               atol=1e-12)
+    assert not list(tmp_path.glob(".*partial"))
+
+
 def test_scenes_have_weak_and_repeated_textures():
     for name in SCENES:
         scene = SCENES[name](seed=0, px_per_m=40.0)
@@ -494,11 +547,14 @@ def test_cli_generates_and_summarizes(tmp_path):
     out = tmp_path / "seq"
     result = CliRunner().invoke(app, ["generate", "room_mav", str(out), "--seconds", "0.3", "--width", "64",
                                       "--height", "48", "--mono", "--no-imu-noise", "--exposure", "0.01",
-                                      "--seed", "4"])
+                                      "--seed", "4", "--tracks"])
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "mono 7 @ 20.0 Hz" in result.output and "seed 4" in result.output
     seq = AslSequence(out)
     assert len(seq.calibration.cameras) == 1 and seq.calibration.cameras[0].resolution == (64, 48)
+    from slam.datasets.feature_tracks import FeatureTrackSequence
+    tracks = list(FeatureTrackSequence(out / "exact_tracks.csv", resolution=(64, 48)).messages())
+    assert sum(isinstance(m, ImuSample) for m in tracks) == sum(isinstance(m, ImuSample) for m in seq.messages())
     again = CliRunner().invoke(app, ["generate", "room_mav", str(out), "--seconds", "0.1", "--width", "64",
                                      "--height", "48", "--overwrite"])
     assert again.exit_code == 0, again.output
