@@ -14,7 +14,7 @@ px at ages 1/10/40/100 frames, Shi-Tomasi: room_mav 0.04/0.22/0.56/0.74, room_ha
 hall_loop 0.09/0.47/1.14/1.95; occlusion-boundary tracks are 9 % of the observations in the room and 19 % on
 hall_loop, at a median of 1.2-3.5 px. Dropping such tracks at detection (the same ray-cast test as an oracle) took the
 full-information mono-inertial batch of bench_mono_scale on hall_loop from 0.195 m to 0.127 m ATE; exact
-tracks take it to 0.049 m.
+tracks take it to 0.042 m (bench_mono_scale.py --tracks exact).
 
 Usage: python benchmarks/bench_tracks.py [--sequences room_mav,hall_loop] [--extractors shi_tomasi,learned]
 Takes ~2 minutes per extractor for the three sequences on two cores.
