@@ -10,11 +10,12 @@ track: its corner is where a near edge crosses the far texture, and it slides al
 which no two-view check can see under slow motion. Their share and error are shown apart.
 
 Why it matters: the estimator trusts every observation to ``pixel_sigma`` (1 px). Measured (session 7), median
-px at ages 1/10/40/100 frames, Shi-Tomasi: room_mav 0.04/0.22/0.56/0.74, room_handheld 0.11/0.57/0.95/1.84,
-hall_loop 0.09/0.47/1.14/1.95; occlusion-boundary tracks are 9 % of the observations in the room and 19 % on
-hall_loop, at a median of 1.2-3.5 px. Dropping such tracks at detection (the same ray-cast test as an oracle) took the
-full-information mono-inertial batch of bench_mono_scale on hall_loop from 0.195 m to 0.127 m ATE; exact
-tracks take it to 0.042 m (bench_mono_scale.py --tracks exact).
+px at ages 1/10/40/100 frames, Shi-Tomasi: room_mav 0.03/0.20/0.56/0.72, room_handheld 0.10/0.55/0.87/1.99,
+hall_loop 0.09/0.44/1.05/1.90; occlusion-boundary tracks are 8-9 % of the observations in the room and 18 % on
+hall_loop, at a median of 1.1-3.4 px. Dropping such tracks at detection (the same ray-cast test as an
+oracle) took the full-information mono-inertial batch of bench_mono_scale on hall_loop from 0.195 m to
+0.127 m ATE (with the tracker's earlier min_new_features=10); exact tracks take it to 0.042 m
+(bench_mono_scale.py --tracks exact).
 
 Usage: python benchmarks/bench_tracks.py [--sequences room_mav,hall_loop] [--extractors shi_tomasi,learned]
 Takes ~2 minutes per extractor for the three sequences on two cores.
