@@ -9,7 +9,6 @@ tracks, :mod:`slam.datasets.synthetic.tracks`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +19,8 @@ from slam.calibration_io import read_asl_imu, read_kalibr_imu
 from slam.geometry import make_transform, quat_to_rot, rot_to_quat
 from slam.messages import (Calibration, CameraCalibration, DataError, FeatureFrame, ImuCalibration, ImuSample,
                            Message)
-from slam.parsing import StampChecker, csv_rows, parse_floats, seconds_to_ns
+from slam.parsing import StampChecker, csv_rows, format_seconds, parse_floats, seconds_to_ns
+from slam.trajectory_io import atomic_write_text
 
 from .base import Sequence, merge_streams
 
@@ -172,29 +172,23 @@ def write_feature_csv(path: str | Path, camera: CameraCalibration, imu: ImuCalib
                       samples: Iterable[ImuSample], frames: Iterable[FeatureFrame]) -> Path:
     """Write IMU ``samples`` and cam0 feature ``frames`` (normalized coordinates) as a feature-track CSV that
     :class:`FeatureTrackSequence` reads back; atomically (a temporary file renamed into place)."""
-    path = Path(path)
     T_S_C = np.linalg.inv(imu.T_B_S) @ camera.T_B_C  # the camera in the IMU frame
     empty = "," * (len(HEADER) - 3)
 
     def meta(key: str, value) -> str:
         return f"meta{empty},{key},{value if isinstance(value, str) else repr(float(value))}"
 
-    def stamp(t_ns: int) -> str:
-        return f"{t_ns // 10**9}.{t_ns % 10**9:09d}"
-
-    rows = [(s.t_ns, 0, f"imu,{stamp(s.t_ns)},,,,," + ",".join(repr(float(v)) for v in (*s.gyro, *s.accel))
-             + "," * 10) for s in samples]
+    rows = [(s.t_ns, 0, f"imu,{format_seconds(s.t_ns)},,,,,"
+             + ",".join(repr(float(v)) for v in (*s.gyro, *s.accel)) + "," * 10) for s in samples]
     for f in frames:
         if not f.normalized or f.camera != 0:
             raise ValueError(f"frame {f.index}: the format holds cam0's normalized coordinates only")
-        rows += [(f.t_ns, 1, f"vision_feature,{stamp(f.t_ns)},,,{f.index},{int(i)},{',' * 12}{float(u)!r},"
-                              f"{float(v)!r},,") for i, (u, v) in zip(f.ids, f.uv)]
+        stamp = format_seconds(f.t_ns)
+        rows += [(f.t_ns, 1, f"vision_feature,{stamp},,,{f.index},{int(i)},{',' * 12}{float(u)!r},{float(v)!r},,")
+                 for i, (u, v) in zip(f.ids, f.uv)]
     rows.sort(key=lambda row: (row[0], row[1]))  # stable: a frame's rows stay together, IMU first at a tie
     lines = [",".join(HEADER), meta("format_version", "1"), meta("measurement_space", "normalized")]
     lines += [meta(k, v) for k, v in zip(("camera_fx", "camera_fy", "camera_cx", "camera_cy"), camera.intrinsics)]
     lines += [meta(f"T_ci_q{a}", v) for a, v in zip("wxyz", rot_to_quat(T_S_C[:3, :3]))]
     lines += [meta(f"T_ci_t{a}", v) for a, v in zip("xyz", T_S_C[:3, 3])]
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text("\n".join(lines + [row[2] for row in rows]) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, "\n".join(lines + [row[2] for row in rows]) + "\n")

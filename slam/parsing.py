@@ -68,6 +68,12 @@ def seconds_to_ns(text: str, path, line: int | None, field: str = "timestamp") -
     return int((value * 1_000_000_000).to_integral_value())
 
 
+def format_seconds(t_ns: int) -> str:
+    """``t_ns`` as exact decimal seconds, nine decimals (what :func:`seconds_to_ns` reads back unchanged)."""
+    sec, nsec = divmod(int(t_ns), 1_000_000_000)
+    return f"{sec}.{nsec:09d}"
+
+
 def parse_floats(fields: list[str], path, line: int, names: list[str]) -> np.ndarray:
     """Floats for the named columns; a clear error naming the column when one is not a number."""
     out = np.empty(len(names))

@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from slam.messages import CameraFrame, DataError, ImuSample
+from slam.parsing import format_seconds
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,6 @@ def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, in
         return host or default_host, int(port)
     except ValueError:
         raise DataError(f"expected HOST:PORT, got {text!r}", field="address") from None
-
-
-def _seconds(t_ns: int) -> str:
-    sec, nsec = divmod(int(t_ns), 1_000_000_000)
-    return f"{sec}.{nsec:09d}"
 
 
 class Replayer:
@@ -205,7 +201,7 @@ class Replayer:
             if isinstance(payload, list):
                 self._publish(t_ns, payload)
             elif self.imu_address is not None and time.monotonic() >= self._silent_until:
-                self._udp.sendto(f"{_seconds(t_ns)},{payload}\n".encode(), self.imu_address)
+                self._udp.sendto(f"{format_seconds(t_ns)},{payload}\n".encode(), self.imu_address)
                 self.sent["imu"] += 1
         if not self._stop.is_set():
             self.finished.set()
@@ -277,7 +273,7 @@ class Replayer:
                     continue  # stall: the connection stays open, nothing arrives
                 for _, t_ns, jpeg in new:
                     head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
-                            + (f"X-Timestamp: {_seconds(t_ns)}\r\n" if self.timestamps else "") + "\r\n")
+                            + (f"X-Timestamp: {format_seconds(t_ns)}\r\n" if self.timestamps else "") + "\r\n")
                     handler.wfile.write(head.encode() + jpeg + b"\r\n")
                 handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):

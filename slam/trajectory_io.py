@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from slam.messages import DataError, Trajectory
-from slam.parsing import csv_rows, parse_ns, seconds_to_ns
+from slam.parsing import csv_rows, format_seconds, parse_ns, seconds_to_ns
 
 
 def _parse_rows(path: Path, delimiter: str | None, min_cols: int, what: str):
@@ -95,9 +95,8 @@ def _normalized(q: np.ndarray, path: Path, lines: list[int]) -> np.ndarray:
 
 
 def format_tum_line(t_ns: int, p: np.ndarray, q_wxyz: np.ndarray) -> str:
-    sec, nsec = divmod(int(t_ns), 1_000_000_000)
     w, x, y, z = q_wxyz
-    return (f"{sec}.{nsec:09d} {p[0]:.9f} {p[1]:.9f} {p[2]:.9f} "
+    return (f"{format_seconds(t_ns)} {p[0]:.9f} {p[1]:.9f} {p[2]:.9f} "
             f"{x:.9f} {y:.9f} {z:.9f} {w:.9f}")
 
 
