@@ -38,8 +38,7 @@ from rich.table import Table
 
 from slam.datasets import open_sequence
 from slam.datasets.feature_tracks import write_feature_csv
-from slam.datasets.synthetic.benchmark_set import BENCHMARK_SET, ensure_sequence
-from slam.datasets.synthetic.generator import build, make_config
+from slam.datasets.synthetic.benchmark_set import BENCHMARK_SET, build_truth, ensure_sequence
 from slam.datasets.synthetic.tracks import exact_tracks
 from slam.evaluation import associate, ate
 from slam.geometry import rot_to_quat
@@ -82,8 +81,7 @@ def _run(sequence_dir: Path, lag_s: float, out: Path, seconds: float | None, **o
 
 def _exact_track_csv(name: str, sequence_dir: Path, folder: Path) -> Path:
     """A feature-track CSV of benchmark sequence ``name``: its exact cam0 tracks and its own IMU readings."""
-    item = BENCHMARK_SET[name]
-    truth = build(make_config(item.preset, item.seconds, **item.overrides), item.seed)
+    truth = build_truth(name)
     sequence = open_sequence(sequence_dir)
     return write_feature_csv(folder / "exact_tracks.csv", sequence.calibration.cameras[0],
                              sequence.calibration.imu, (m for m in sequence.messages() if isinstance(m, ImuSample)),

@@ -31,8 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from slam.datasets import open_sequence
-from slam.datasets.synthetic.benchmark_set import BENCHMARK_SET, ensure_sequence
-from slam.datasets.synthetic.generator import build, make_config
+from slam.datasets.synthetic.benchmark_set import BENCHMARK_SET, build_truth, ensure_sequence
 from slam.datasets.synthetic.render import raycast
 from slam.frontend.tracker import FeatureTracker, TrackerConfig
 from slam.messages import Calibration, CameraFrame
@@ -56,8 +55,7 @@ def _boundary(scene, T_W_C, rays: np.ndarray, depth: np.ndarray, focal: float) -
 def track_errors(name: str, config: TrackerConfig) -> dict:
     """Observations of every track on ``name``'s cam0: (age in frames, error px, boundary flag) arrays, and the
     tracks per frame."""
-    item = BENCHMARK_SET[name]
-    truth = build(make_config(item.preset, item.seconds, **item.overrides), item.seed)
+    truth = build_truth(name)
     sequence = open_sequence(ensure_sequence(name))
     calibration = Calibration(sequence.calibration.cameras[:1], sequence.calibration.imu)
     tracker = FeatureTracker(calibration, replace(config, stereo=False))

@@ -18,7 +18,7 @@ import numpy as np
 
 from slam.messages import DataError
 
-from .generator import GENERATOR_VERSION, generate, make_config
+from .generator import GENERATOR_VERSION, Sequence, build, generate, make_config
 from .textures import fingerprint, load_photos
 from .trajectory import MOTIONS
 
@@ -95,6 +95,13 @@ def ensure_sequence(name: str, cache_dir: str | Path | None = None, progress: bo
 
 def ensure_all(cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Path]:
     return {name: ensure_sequence(name, cache_dir, progress) for name in BENCHMARK_SET}
+
+
+def build_truth(name: str) -> Sequence:
+    """The generator's model of benchmark sequence ``name`` (scene, motion, rig, stamps): the exact geometry
+    behind its files, for ray casting and true poses."""
+    item = entry(name)
+    return build(make_config(item.preset, item.seconds, **item.overrides), item.seed)
 
 
 def motion_summary(name: str) -> dict:
