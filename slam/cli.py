@@ -172,17 +172,8 @@ def generate(
         if value is not None:
             overrides[name] = value
     path = generate_sequence(preset, out, seconds=seconds, seed=seed, texture_dir=texture_dir,
-                             overwrite=overwrite, **overrides)
+                             overwrite=overwrite, tracks=tracks, **overrides)
     sequence = AslSequence(path)
-    if tracks:
-        from slam.datasets.feature_tracks import write_feature_csv
-        from slam.datasets.synthetic import build, make_config
-        from slam.datasets.synthetic.tracks import exact_tracks
-        from slam.messages import ImuSample
-
-        truth = build(make_config(preset, seconds, **overrides), seed, texture_dir)
-        write_feature_csv(path / "exact_tracks.csv", sequence.calibration.cameras[0], sequence.calibration.imu,
-                          (m for m in sequence.messages() if isinstance(m, ImuSample)), exact_tracks(truth))
     p_W = sequence.ground_truth().p_W
     table = Table(show_header=False, title=f"[bold]wrote {path}", title_justify="left")
     table.add_column(style="bold cyan", no_wrap=True)

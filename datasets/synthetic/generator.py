@@ -251,14 +251,16 @@ def _frames(seq: Sequence, workers: int):
 
 
 def generate(preset: str, out: Path, seconds: float | None = None, seed: int = 0, progress: bool = True,
-             texture_dir: Path | None = None, overwrite: bool = False, **overrides) -> Path:
+             texture_dir: Path | None = None, overwrite: bool = False, tracks: bool = False, **overrides) -> Path:
     """Write the synthetic sequence ``preset`` to ``out`` (ASL/EuRoC layout, with ground truth); return it.
 
     ``overrides`` replace fields of :class:`SequenceConfig` (e.g. ``width=376, height=240,
     imu=ImuNoise(enabled=False), image_noise_sigma=0, cameras=1, exposure_s=0.01``). Deterministic for a
     given ``seed``. Surfaces show photos from ``texture_dir``, by default scikit-image's sample photos
     (procedural textures without scikit-image). Everything is written into a hidden ``.OUT.partial`` folder
-    renamed to ``out`` at the end, so an interrupted run never leaves a folder that looks complete.
+    renamed to ``out`` at the end, so an interrupted run never leaves a folder that looks complete. With
+    ``tracks``, ``out/exact_tracks.csv`` holds cam0's exact feature tracks and the IMU readings
+    (:mod:`.tracks`), for runs of the backend alone.
     """
     from slam.datasets.asl_writer import AslWriter
 
@@ -295,4 +297,12 @@ def generate(preset: str, out: Path, seconds: float | None = None, seed: int = 0
                     writer.add_frame(int(seq.frame_t_ns[k]), images)
         finally:
             frames.close()  # stops the render processes at once, also when interrupted
+        if tracks:  # inside the partial folder: complete with the sequence or not there at all
+            from slam.datasets.feature_tracks import write_feature_csv
+
+            from .tracks import exact_tracks
+
+            samples = (ImuSample(int(t), readings.gyro[j], readings.accel[j]) for j, t in enumerate(seq.imu_t_ns))
+            write_feature_csv(writer.tmp / "exact_tracks.csv", calibration.cameras[0], calibration.imu, samples,
+                              exact_tracks(seq))
     return out
