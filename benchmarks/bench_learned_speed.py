@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.table import Table
 from torch.nn import functional as F
 
-from slam.learned.features import LearnedFeatures, sample_descriptors
+from slam.learned.features import LearnedFeatures, keypoint_descriptors, sample_descriptors
 from slam.learned.keypoints import cell_nms, cell_nms_numpy
 from slam.learned.matching import mutual_match, mutual_match_numpy
+from slam.learned.model import standardize
 
 EUROC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "euroc_V1_01_easy_micro"
 
@@ -73,6 +74,7 @@ def main() -> None:
     with torch.inference_mode():
         prob_t = graph(x_last)[0]
     xy, _ = cell_nms(prob_np, 752, 480, features.config.threshold, 4.0, k)
+    stride = graph.net.config.descriptor_stride
 
     table = Table(title=f"learned extractor, 752x480, 2 threads, {k} keypoints (best / median of {n} runs)")
     for col in ("stage", "best ms", "median ms", "note"):
@@ -87,11 +89,21 @@ def main() -> None:
     with torch.inference_mode():
         row("network, NCHW", lambda: contiguous(x))
         graph.to(memory_format=torch.channels_last)
-        row("network, channels_last", lambda: graph(x_last), "what the extractor runs")
+        row("network, channels_last", lambda: graph(x_last), "the exported graph")
+        x_std = standardize(x)[0, 0].numpy()
+        row("corner layer, OpenCV (standardized image)", lambda: graph.net.corners.opencv(x_std),
+            "what the extractor runs")
+        corners = torch.from_numpy(graph.net.corners.opencv(x_std))[None, None]
+        trunk = features.trunk
+        row("network without the corner layer and dense descriptors, BN folded", lambda: trunk(x_last, corners),
+            "what the extractor runs")
+        coarse, f4 = trunk(x_last, corners)[1:]
         row("NMS full resolution (9x9 max-pool) + top-k", lambda: full_resolution_nms(prob_t, k), "for comparison")
     native = row("per-cell NMS + top-k, native", lambda: cell_nms(prob_np, 752, 480, 0.005, 4.0, k))
     twin = row("per-cell NMS + top-k, NumPy twin", lambda: cell_nms_numpy(prob_np, 752, 480, 0.005, 4.0, k))
-    row("descriptor sampling", lambda: sample_descriptors(desc_np, xy))
+    row("descriptors at the keypoints", lambda: keypoint_descriptors(graph.net, coarse, f4, xy),
+        "what the extractor runs")
+    row("descriptors sampled from the dense map", lambda: sample_descriptors(desc_np, xy, stride))
     total = row("extractor end to end", lambda: features(image), "target <= 20 ms (aim 15)")
     feats = features(image)
     sim = feats.descriptors @ feats.descriptors[::-1].T

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from slam.learned.data import is_validation, skimage_photo_dir
-from slam.learned.features import DetectorConfig, LearnedFeatures
+from slam.learned.features import DetectorConfig, LearnedFeatures, sample_descriptors
 from slam.learned.homography import eval_pair
 from slam.learned.matching import match_descriptors
 from slam.learned.metrics import match_errors, mma, repeatability
-from slam.learned.model import KeypointNet
+from slam.learned.keypoints import cell_nms
+from slam.learned.model import CornerResponse, KeypointNet, NetConfig, standardize
 from slam.learned.weights import save_weights
 from slam.messages import DataError
 
@@ -68,6 +69,41 @@ def test_features_api(shipped, held_out_photos):
     assert len(masked) > 0 and masked.xy[:, 0].max() < 101  # refined by at most a pixel
     with pytest.raises(ValueError, match="uint8"):
         shipped(image.astype(np.float32))
+
+
+@pytest.mark.parametrize("stride", [4, 8])
+def test_keypoints_and_descriptors_are_the_exported_graphs(shipped, held_out_photos, tmp_path, stride):
+    """Inference skips the dense descriptor map and the in-net corner layer (OpenCV's instead) and folds the
+    batch norms: the same keypoints and descriptors as the whole graph, which is what Core ML runs."""
+    if stride == 4:
+        features = shipped
+    else:  # a stride-8 net with batch-norm statistics that make folding matter
+        torch.manual_seed(1)
+        net = KeypointNet(NetConfig(descriptor_stride=8))
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+        features = LearnedFeatures(save_weights(net, tmp_path / "stride8.pt"), DetectorConfig(threshold=0.0))
+    image = np.ascontiguousarray(held_out_photos[1][:300, :420])  # padded inside
+    got = features(image)
+    prob, dense = features.dense(image)
+    c = features.config
+    xy, scores = cell_nms(prob, image.shape[1], image.shape[0], c.threshold, c.nms_radius, c.max_keypoints, None,
+                          c.border)
+    assert len(xy) > 100 and len(got) == len(xy)
+    np.testing.assert_allclose(got.xy, xy, atol=1e-3)
+    np.testing.assert_allclose(got.scores, scores, atol=1e-5)
+    np.testing.assert_allclose(got.descriptors, sample_descriptors(dense, xy, stride), atol=1e-4)
+
+
+def test_opencv_corner_response_is_the_corner_layer(held_out_photos):
+    x = standardize(torch.from_numpy(held_out_photos[0].astype(np.float32) / 255)[None, None])
+    layer = CornerResponse()
+    with torch.no_grad():
+        expected = layer(x)[0, 0].numpy()
+    np.testing.assert_allclose(layer.opencv(x[0, 0].numpy()), expected, atol=1e-6)
+    assert expected.max() > 0.1
 
 
 def test_detector_config_validation():
