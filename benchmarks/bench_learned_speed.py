@@ -3,7 +3,9 @@ against their NumPy twins (the reason the kernels exist).
 
 Issue target: the extractor end to end (network + NMS + top-k + descriptors) <= 20 ms per 752x480 image on
 a 2-core machine (aim: 15 ms). Times are the best of N runs (the machine is shared; the best run is the
-one least disturbed); the median is printed beside it.
+one least disturbed); the median is printed beside it. The end-to-end row also wanders with glibc's allocator
+state (page faults on big temporaries): 16.5 ms in a loop with MALLOC_MMAP_THRESHOLD_ and
+MALLOC_TRIM_THRESHOLD_ raised, 17-21 ms without (session 8).
 
 Usage: python benchmarks/bench_learned_speed.py [--weights PATH] [--repeat 30]
 """
@@ -57,6 +59,14 @@ def full_resolution_nms(prob: torch.Tensor, count: int) -> None:
     torch.topk(peaks.flatten(), count)
 
 
+def whole_graph(features: LearnedFeatures, image: np.ndarray):
+    """The extractor's output the plain way: the exported graph in eager mode, NMS, dense descriptor map sampled."""
+    prob, dense = features.dense(image)
+    c = features.config
+    xy, _ = cell_nms(prob, image.shape[1], image.shape[0], c.threshold, c.nms_radius, c.max_keypoints, None, c.border)
+    return sample_descriptors(dense, xy, features.graph.net.config.descriptor_stride)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=None)
@@ -105,6 +115,8 @@ def main() -> None:
         "what the extractor runs")
     row("descriptors sampled from the dense map", lambda: sample_descriptors(desc_np, xy, stride))
     total = row("extractor end to end", lambda: features(image), "target <= 20 ms (aim 15)")
+    row("the same from the whole graph (dense map sampled)", lambda: whole_graph(features, image),
+        "for comparison: the same output")
     feats = features(image)
     sim = feats.descriptors @ feats.descriptors[::-1].T
     m_native = row(f"matching {len(sim)}x{len(sim)}: mutual NN + ratio, native",
