@@ -12,9 +12,9 @@ import torch
 from slam.learned.data import is_validation, skimage_photo_dir
 from slam.learned.features import DetectorConfig, LearnedFeatures, sample_descriptors
 from slam.learned.homography import eval_pair
+from slam.learned.keypoints import cell_nms
 from slam.learned.matching import match_descriptors
 from slam.learned.metrics import match_errors, mma, repeatability
-from slam.learned.keypoints import cell_nms
 from slam.learned.model import CornerResponse, KeypointNet, NetConfig, standardize
 from slam.learned.weights import save_weights
 from slam.messages import DataError
