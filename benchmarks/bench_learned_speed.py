@@ -100,14 +100,14 @@ def main() -> None:
         row("network, NCHW", lambda: contiguous(x))
         graph.to(memory_format=torch.channels_last)
         row("network, channels_last", lambda: graph(x_last), "the exported graph")
-        x_std = standardize(x)[0, 0].numpy()
-        row("corner layer, OpenCV (standardized image)", lambda: graph.net.corners.opencv(x_std),
+        x_std = standardize(x_last)
+        row("corner layer, OpenCV (standardized image)", lambda: graph.net.corners.opencv(x_std[0, 0].numpy()),
             "what the extractor runs")
-        corners = torch.from_numpy(graph.net.corners.opencv(x_std))[None, None]
+        corners = torch.from_numpy(graph.net.corners.opencv(x_std[0, 0].numpy()))[None, None]
         trunk = features.trunk
-        row("network without the corner layer and dense descriptors, BN folded", lambda: trunk(x_last, corners),
+        row("network without the corner layer and dense descriptors, BN folded", lambda: trunk(x_std, corners),
             "what the extractor runs")
-        coarse, f4 = trunk(x_last, corners)[1:]
+        coarse, f4 = trunk(x_std, corners)[1:]
         row("NMS full resolution (9x9 max-pool) + top-k", lambda: full_resolution_nms(prob_t, k), "for comparison")
     native = row("per-cell NMS + top-k, native", lambda: cell_nms(prob_np, 752, 480, 0.005, 4.0, k))
     twin = row("per-cell NMS + top-k, NumPy twin", lambda: cell_nms_numpy(prob_np, 752, 480, 0.005, 4.0, k))

@@ -141,9 +141,9 @@ class LearnedFeatures:
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None, max_count: int | None = None) -> Features:
         """Keypoints (none where ``mask`` is 0), strongest first, at most ``max_count`` (default: config)."""
-        x = self._input(image)
         with torch.inference_mode():
-            corners = torch.from_numpy(self.graph.net.corners.opencv(standardize(x)[0, 0].numpy()))[None, None]
+            x = standardize(self._input(image))
+            corners = torch.from_numpy(self.graph.net.corners.opencv(x[0, 0].numpy()))[None, None]
             prob, coarse, f4 = self.trunk(x, corners)
         c = self.config
         count = c.max_keypoints if max_count is None else max_count

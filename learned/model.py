@@ -158,7 +158,8 @@ class KeypointNet(nn.Module):
         descriptors [B x D x H/8 x W/8], unit length along D). Logit channel k < 64 is pixel
         (k % 8, k // 8) of its cell; channel 64 is the dustbin. At descriptor_stride 4 the descriptors are
         [B x D x H/4 x W/4]."""
-        logits, coarse, f4 = self.trunk(image)
+        x = standardize(image)
+        logits, coarse, f4 = self.trunk(x, self.corners(x))
         return logits, F.normalize(self.fine_descriptors(coarse, f4), dim=1)
 
     def fine_descriptors(self, coarse: torch.Tensor, f4: torch.Tensor) -> torch.Tensor:
@@ -167,19 +168,16 @@ class KeypointNet(nn.Module):
             return coarse
         return F.interpolate(coarse, scale_factor=2.0, mode="bilinear", align_corners=False) + self.fine_head(f4)
 
-    def trunk(self, image: torch.Tensor, corners: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(keypoint logits, unnormalized 1/8 descriptors [B x D x H/8 x W/8], stride-4 encoder features):
-        everything but the dense fine descriptor map, which inference samples only at the keypoints.
-        ``corners``: the corner layer's output for the standardized image (see :func:`standardize`), when
-        computed outside the net."""
-        x = standardize(image)
+    def trunk(self, x: torch.Tensor, corners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(keypoint logits, unnormalized 1/8 descriptors [B x D x H/8 x W/8], stride-4 encoder features) of
+        the standardized image ``x`` (:func:`standardize`) and its corner response ``corners`` (the corner
+        layer's, or :meth:`CornerResponse.opencv`): everything but the dense fine descriptor map, which
+        inference computes only at the keypoints."""
         f4 = self.stride4(self.stride2(x))
         f8 = self.stride8(f4)
         f16 = self.stride16(f8)
         up = F.interpolate(f16, scale_factor=2.0, mode="bilinear", align_corners=False)
         features = self.fuse(torch.cat([f8, up], dim=1))
-        corners = self.corners(x) if corners is None else corners
         pixels = (torch.log(corners + 1e-6) - math.log(CORNER_REFERENCE)) / CORNER_TEMPERATURE
         logits = torch.cat([F.pixel_unshuffle(pixels, CELL), self.dustbin_head(features)], dim=1)
         return logits, self.descriptor_head(features), f4
@@ -223,6 +221,7 @@ class TrunkGraph(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, image: torch.Tensor, corners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, coarse, f4 = self.net.trunk(image, corners)
+    def forward(self, x: torch.Tensor, corners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: the standardized image; corners: its corner response."""
+        logits, coarse, f4 = self.net.trunk(x, corners)
         return torch.softmax(logits, dim=1), coarse, f4
