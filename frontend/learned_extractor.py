@@ -67,18 +67,18 @@ class LearnedExtractor:
         _check_inputs(image, mask, max_count)
         if max_count == 0:
             return _EMPTY
-        found = self.features(image, mask, max_count=0)  # every cell's keypoint, strongest first
+        xy, probability, maps = self.features.detect(image, mask, max_count=0)  # every cell's, strongest first
         c = self.config
-        candidates, scores = np.arange(len(found.xy)), found.scores
-        if len(found.xy) and (c.min_eigenvalue > 0 or c.eigenvalue_power > 0):
-            px = np.clip(np.rint(found.xy).astype(np.int64), 0, (image.shape[1] - 1, image.shape[0] - 1))
+        candidates, scores = np.arange(len(xy)), probability
+        if len(xy) and (c.min_eigenvalue > 0 or c.eigenvalue_power > 0):
+            px = np.clip(np.rint(xy).astype(np.int64), 0, (image.shape[1] - 1, image.shape[0] - 1))
             eigenvalue = cv2.cornerMinEigenVal(image, 3, 3)[px[:, 1], px[:, 0]]
             candidates = np.flatnonzero(eigenvalue > c.min_eigenvalue)
-            scores = found.scores[candidates] * eigenvalue[candidates] ** c.eigenvalue_power
-        keep = select_keypoints(found.xy[candidates], scores, image.shape[1], image.shape[0], c.cell_size,
+            scores = probability[candidates] * eigenvalue[candidates] ** c.eigenvalue_power
+        keep = select_keypoints(xy[candidates], scores, image.shape[1], image.shape[0], c.cell_size,
                                 c.max_per_cell, c.min_distance, max_count)
         from slam.learned.features import Features
 
-        chosen = candidates[keep]
-        self.last_features = Features(found.xy[chosen], scores[keep].astype(np.float32), found.descriptors[chosen])
+        chosen = xy[candidates[keep]]  # descriptors only for these: the tracker tops up a few tracks at a time
+        self.last_features = Features(chosen, scores[keep].astype(np.float32), self.features.describe(maps, chosen))
         return self.last_features.xy.astype(np.float32), self.last_features.scores.astype(np.float32)

@@ -139,8 +139,9 @@ class LearnedFeatures:
             prob, desc = self.graph(self._input(image))
         return prob[0].permute(1, 2, 0).contiguous().numpy(), desc[0].permute(1, 2, 0).contiguous().numpy()
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None, max_count: int | None = None) -> Features:
-        """Keypoints (none where ``mask`` is 0), strongest first, at most ``max_count`` (default: config)."""
+    def detect(self, image: np.ndarray, mask: np.ndarray | None = None, max_count: int | None = None):
+        """Keypoints without descriptors: (xy, scores, maps), strongest first; ``maps`` goes to :meth:`describe`
+        for the descriptors of the keypoints a caller keeps (the learned frontend keeps a few per detection)."""
         with torch.inference_mode():
             x = standardize(self._input(image))
             corners = torch.from_numpy(self.graph.net.corners.opencv(x[0, 0].numpy()))[None, None]
@@ -149,4 +150,13 @@ class LearnedFeatures:
         count = c.max_keypoints if max_count is None else max_count
         xy, scores = cell_nms(prob[0].permute(1, 2, 0).contiguous().numpy(), image.shape[1], image.shape[0],
                               c.threshold, c.nms_radius, count, mask, c.border)
-        return Features(xy, scores, keypoint_descriptors(self.graph.net, coarse, f4, xy))
+        return xy, scores, (coarse, f4)
+
+    def describe(self, maps, xy: np.ndarray) -> np.ndarray:
+        """Descriptors at pixels ``xy`` from the ``maps`` of :meth:`detect`."""
+        return keypoint_descriptors(self.graph.net, *maps, xy)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None, max_count: int | None = None) -> Features:
+        """Keypoints (none where ``mask`` is 0), strongest first, at most ``max_count`` (default: config)."""
+        xy, scores, maps = self.detect(image, mask, max_count)
+        return Features(xy, scores, self.describe(maps, xy))
