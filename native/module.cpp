@@ -10,6 +10,7 @@
 #include "cell_nms.hpp"
 #include "keypoint_select.hpp"
 #include "mutual_match.hpp"
+#include "patch_align.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -23,6 +24,10 @@ using SimilarityIn = nb::ndarray<const float, nb::shape<-1, -1>, nb::c_contig, n
 using PairsOut = nb::ndarray<nb::numpy, int64_t, nb::shape<-1, 2>>;
 using XyOut = nb::ndarray<nb::numpy, float, nb::shape<-1, 2>>;
 using ScoreOut = nb::ndarray<nb::numpy, float, nb::shape<-1>>;
+using ImageIn = nb::ndarray<const uint8_t, nb::shape<-1, -1>, nb::c_contig, nb::device::cpu>;
+using TemplatesIn = nb::ndarray<const double, nb::shape<-1, -1, -1>, nb::c_contig, nb::device::cpu>;
+using WarpsInOut = nb::ndarray<double, nb::shape<-1, 2, 3>, nb::c_contig, nb::device::cpu>;
+using ValuesOut = nb::ndarray<nb::numpy, double, nb::shape<-1>>;
 
 // A NumPy array owning a copy of `values`, shaped (size / cols, cols) or (size,) when cols == 0.
 template <typename T, typename Out>
@@ -74,6 +79,21 @@ static PairsOut mutual_match_py(SimilarityIn sim, double ratio, double min_simil
   return to_numpy<int64_t, PairsOut>(pairs, 2);
 }
 
+static ValuesOut align_patches_py(ImageIn image, TemplatesIn templates, WarpsInOut warps, int iterations) {
+  const size_t n = templates.shape(0), side = templates.shape(1);
+  if (templates.shape(2) != side || side < 5 || side % 2 == 0)
+    throw nb::value_error("templates must have shape (N, 2r + 3, 2r + 3) with r >= 1");
+  if (warps.shape(0) != n) throw nb::value_error("warps must have shape (N, 2, 3), one per template");
+  std::vector<double> residual(n);
+  {
+    nb::gil_scoped_release release;
+    slam::align_patches(image.data(), static_cast<int>(image.shape(0)), static_cast<int>(image.shape(1)),
+                        templates.data(), static_cast<int64_t>(n), static_cast<int>((side - 3) / 2), warps.data(),
+                        iterations, residual.data());
+  }
+  return to_numpy<double, ValuesOut>(residual, 0);
+}
+
 NB_MODULE(_native, m) {
   m.doc() = "Native C++ kernels of the slam package (each has a NumPy twin in Python).";
   m.def("select_keypoints", &select_keypoints_py, "xy"_a, "score"_a, "width"_a, "height"_a, "cell_size"_a,
@@ -85,4 +105,7 @@ NB_MODULE(_native, m) {
         "top-k, sub-pixel refinement; returns (xy, score), strongest first.");
   m.def("mutual_match", &mutual_match_py, "sim"_a, "ratio"_a, "min_similarity"_a,
         "Mutual nearest neighbours + ratio test on an (n, m) similarity matrix; returns (k, 2) index pairs.");
+  m.def("align_patches", &align_patches_py, "image"_a, "templates"_a, "warps"_a, "iterations"_a,
+        "Inverse-compositional affine alignment of (N, 2r+3, 2r+3) templates into a uint8 image; refines the "
+        "(N, 2, 3) warps in place and returns the normalized RMS residual of each.");
 }

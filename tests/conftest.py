@@ -22,6 +22,17 @@ def require(path: Path) -> Path:
     return path
 
 
+def noise_texture(seed: int, shape: tuple[int, int]) -> np.ndarray:
+    """Blurred noise at three scales: corners everywhere, no repeated pattern (float32 in [20, 235])."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    t = np.zeros(shape, np.float32)
+    for sigma, weight in ((1.5, 1.0), (4.0, 2.0), (10.0, 3.0)):
+        t += weight * cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), sigma)
+    return cv2.normalize(t, None, 20, 235, cv2.NORM_MINMAX)
+
+
 def small_calibration(stereo: bool = True, width: int = 64, height: int = 48) -> Calibration:
     T_B_C0 = np.eye(4)
     T_B_C1 = np.eye(4)
