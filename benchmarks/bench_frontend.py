@@ -24,9 +24,11 @@ from slam.datasets.synthetic import build, make_config
 from slam.frontend import FeatureTracker, TrackerConfig
 from slam.messages import Calibration, CameraFrame, ImageArray
 
-STAGES = (("detect", "ms_detect"), ("KLT temporal (+ forward-backward)", "ms_klt"), ("RANSAC", "ms_ransac"),
+STAGES = (("detect", "ms_detect"), ("KLT temporal (+ forward-backward)", "ms_klt"),
+          ("affine alignment to the first patch", "ms_affine"), ("RANSAC", "ms_ransac"),
           ("stereo match (+ checks)", "ms_stereo"), ("total", "ms_total"))
-COUNTS = (("features tracked", "tracked"), ("new features", "new"), ("stereo matched", "stereo_matched"))
+COUNTS = (("features tracked", "tracked"), ("new features", "new"), ("dropped by the alignment", "rejected_affine"),
+          ("stereo matched", "stereo_matched"))
 
 
 def main() -> None:

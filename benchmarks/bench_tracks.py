@@ -9,13 +9,16 @@ first pixel sits within 4 px of a depth jump of more than 3 % (ray cast around i
 track: its corner is where a near edge crosses the far texture, and it slides along as the view changes,
 which no two-view check can see under slow motion. Their share and error are shown apart.
 
-Why it matters: the estimator trusts every observation to ``pixel_sigma`` (1 px). Measured (session 7), median
-px at ages 1/10/40/100 frames, Shi-Tomasi: room_mav 0.03/0.20/0.56/0.72, room_handheld 0.10/0.55/0.87/1.99,
-hall_loop 0.09/0.44/1.05/1.90; occlusion-boundary tracks are 8-9 % of the observations in the room and 18 % on
-hall_loop, at a median of 1.1-3.4 px. Dropping such tracks at detection (the same ray-cast test as an
-oracle) took the full-information mono-inertial batch of bench_mono_scale on hall_loop from 0.195 m to
-0.127 m ATE (with the tracker's earlier min_new_features=10); exact tracks take it to 0.042 m
-(bench_mono_scale.py --tracks exact).
+Why it matters: the estimator trusts every observation to ``pixel_sigma`` (1 px). Measured (session 7, KLT
+alone), median px at ages 1/10/40/100 frames, Shi-Tomasi: room_mav 0.03/0.20/0.56/0.72, room_handheld
+0.10/0.55/0.87/1.99, hall_loop 0.09/0.44/1.05/1.90; occlusion-boundary tracks are 8-9 % of the observations in
+the room and 18 % on hall_loop, at a median of 1.1-3.4 px. With each track aligned to its first patch
+(TrackerConfig.affine_radius, session 9): room_mav 0.04/0.04/0.05/0.06, room_handheld 0.06/0.06/0.07/0.18,
+hall_loop 0.13/0.09/0.10/0.11 (the learned extractor within 0.04 of these); boundary observations 6/9/13 % at
+0.4-0.9 px: the alignment drops the tracks whose patch stops matching. (Before it, dropping boundary tracks at
+detection with the same ray-cast test as an oracle took the full-information mono-inertial batch of
+bench_mono_scale on hall_loop from 0.195 m to 0.127 m ATE; exact tracks take it to 0.042 m,
+bench_mono_scale.py --tracks exact.)
 
 Usage: python benchmarks/bench_tracks.py [--sequences room_mav,hall_loop] [--extractors shi_tomasi,learned]
 Takes ~2 minutes per extractor for the three sequences on two cores.
