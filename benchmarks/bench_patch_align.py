@@ -8,7 +8,7 @@ Run: python benchmarks/bench_patch_align.py   (prints one table)
 
 from __future__ import annotations
 
-import time
+import timeit
 
 import cv2
 import numpy as np
@@ -20,12 +20,7 @@ from slam.frontend.patch_align import align_patches, align_patches_numpy, extrac
 
 
 def best_ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
+    return 1e3 * min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
 def main() -> None:
