@@ -126,10 +126,9 @@ def align_patches_numpy(image, templates, warps, iterations: int = 8) -> tuple[n
         D[:, 0, 0], D[:, 1, 0], D[:, 0, 1], D[:, 1, 1] = 1 + dp[:, 0], dp[:, 1], dp[:, 2], 1 + dp[:, 3]
         D[:, 0, 2], D[:, 1, 2], D[:, 2, 2] = dp[:, 4], dp[:, 5], 1.0
         updated = np.einsum("nij,njk->nik", np.concatenate([M, D[:, 2:]], axis=1), np.linalg.inv(D))[:, :2]
-        keep = solved
-        warps[active[keep]] = updated[keep]
-        ok[active[~keep]] = False
-        ok[active[keep]] = np.all(np.isfinite(updated[keep]), axis=(1, 2))
+        warps[active[solved]] = updated[solved]  # a singular step leaves the warp as it was
+        ok[active[~solved]] = False
+        ok[active[solved]] = np.all(np.isfinite(updated[solved]), axis=(1, 2))
     residual = np.full(n, np.inf)
     if np.any(ok):
         e = warp(warps[ok]) - t[ok]

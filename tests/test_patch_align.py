@@ -42,7 +42,7 @@ def pair():
 def test_parity_with_numpy_twin(pair, radius, iterations):
     source, target, xy, truth = pair
     rng = np.random.default_rng(radius)
-    # starts up to 1.5 px off, some patches over the image edge (clamped sampling), one flat template
+    # starts about a pixel off, some patches over the image edge (clamped sampling), one flat template
     start = identity_warps(truth + rng.normal(0, 0.7, truth.shape))
     start[:5, :, 2] = [[-4.0, 10.0], [WIDTH + 2.0, 50.0], [100.0, -3.0], [0.0, 0.0], [WIDTH - 1.0, HEIGHT - 1.0]]
     templates = extract_templates(source, xy, radius)
@@ -66,7 +66,7 @@ def test_recovers_an_affine_warp(pair):
     assert np.median(error) < 0.03 and np.percentile(error, 95) < 0.1
     np.testing.assert_allclose(np.median(warps[inner, :, :2], axis=0), A_TRUE[:, :2], atol=0.01)
     assert np.median(residual[inner]) < 0.1
-    # the starting error was real: without iterations the shift stays
+    # the start really was off: the alignment did the work
     assert np.median(np.linalg.norm(start[inner, :, 2] - truth[inner], axis=1)) > 0.4
 
 
