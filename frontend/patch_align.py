@@ -21,7 +21,10 @@ def template_side(radius: int) -> int:
 
 
 def sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear grey values at (x, y) (any equal shapes), coordinates clamped to the image; float64."""
+    """Bilinear grey values at (x, y) (any equal shapes), coordinates clamped to the image; float64.
+
+    Not cv2.remap: its bilinear weights are fixed-point (1/32 px steps), too coarse for a twin of the kernel.
+    """
     height, width = image.shape
     x = np.clip(np.asarray(x, np.float64), 0.0, width - 1.0)
     y = np.clip(np.asarray(y, np.float64), 0.0, height - 1.0)
